@@ -1,0 +1,37 @@
+"""One small exception tree. Tasks turn these into a clean exit code, never a traceback."""
+
+from __future__ import annotations
+
+
+class SentryfabError(Exception):
+    """Base of every error sentryfab raises on purpose; `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class UsageError(SentryfabError):
+    """The command line asked for something impossible (bad option, empty selection)."""
+
+    exit_code = 2
+
+
+class InventoryError(SentryfabError):
+    """hosts.yaml is missing or invalid; carries every problem found, not only the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class SelectionError(UsageError):
+    """--roles/--hosts/--exclude matched nothing or named something unknown."""
+
+
+class RemoteError(SentryfabError):
+    """A remote step failed in a way that stops the whole procedure."""
+
+
+class LabError(SentryfabError):
+    """The local lab could not be built, started or removed."""

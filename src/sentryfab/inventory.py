@@ -1,0 +1,359 @@
+"""hosts.yaml: load it, validate all of it before anything connects, and hand out typed hosts."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import InventoryError
+from .roles import ROLE_NEEDS, ROLES, SENTRY_ROLES
+
+ENV_VAR = "SENTRYFAB_INVENTORY"
+DEFAULT_FILE = "hosts.yaml"
+
+TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds", "owners",
+            "dashboards", "alerts")
+SSH_KEYS = ("user", "port", "key_file", "known_hosts", "connect_timeout", "command_timeout",
+            "jump")
+HOST_KEYS = ("address", "port", "user", "roles", "vars")
+# Role vars whose type we know; anything else is passed through to templates as-is.
+ROLE_VAR_TYPES: dict[str, type] = {"image": str, "tag": str, "processes": int}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                         r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
+
+
+@dataclass(frozen=True)
+class SSHSettings:
+    """Cluster-wide SSH defaults; ~/.ssh/config and per-host values override them."""
+
+    user: str | None = None
+    port: int | None = None
+    key_file: Path | None = None
+    known_hosts: Path | None = None
+    connect_timeout: float = 10.0
+    command_timeout: float | None = None
+    jump: str | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    """One machine of the cluster."""
+
+    name: str
+    address: str
+    roles: tuple[str, ...] = ()
+    port: int | None = None
+    user: str | None = None
+    vars: Mapping[str, Any] = field(default_factory=dict)
+
+    def has(self, role: str) -> bool:
+        """True if this host carries `role`."""
+        return role in self.roles
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """A validated hosts.yaml."""
+
+    path: Path
+    cluster: str
+    ssh: SSHSettings
+    roles: Mapping[str, Mapping[str, Any]]
+    hosts: tuple[Host, ...]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def host(self, name: str) -> Host:
+        """The host called `name` (KeyError if none)."""
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def with_role(self, role: str) -> list[Host]:
+        """Hosts carrying `role`, in inventory order."""
+        return [h for h in self.hosts if role in h.roles]
+
+    def role_vars(self, role: str) -> dict[str, Any]:
+        """The per-role vars of `role` (empty if none were set)."""
+        return dict(self.roles.get(role, {}))
+
+
+def inventory_path(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
+    """$SENTRYFAB_INVENTORY if set, else hosts.yaml in the current directory."""
+    environ = os.environ if environ is None else environ
+    if environ.get(ENV_VAR):
+        return Path(environ[ENV_VAR]).expanduser()
+    return (cwd or Path.cwd()) / DEFAULT_FILE
+
+
+def load(path: Path | str | None = None) -> Inventory:
+    """Read and validate an inventory; raise InventoryError listing every problem."""
+    path = Path(path) if path is not None else inventory_path()
+    label = path.name
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InventoryError([
+            f"{path}: no such inventory file (set ${ENV_VAR} or run from the folder that "
+            f"holds {DEFAULT_FILE})"
+        ]) from None
+    except OSError as e:
+        raise InventoryError([f"{path}: cannot read: {e.strerror}"]) from None
+    return parse(text, path, label)
+
+
+def parse(text: str, path: Path, label: str | None = None) -> Inventory:
+    """Validate inventory text read from `path` (relative files resolve against its folder)."""
+    label = label or path.name
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{label}:{mark.line + 1}" if mark else label
+        problem = getattr(e, "problem", None) or str(e)
+        raise InventoryError([f"{where}: not valid YAML: {problem}"]) from None
+    v = _Validator(label, _line_map(node))
+    inv = v.check(data, path)
+    if v.problems:
+        raise InventoryError(v.problems)
+    assert inv is not None
+    return inv
+
+
+def _line_map(node: yaml.Node | None) -> dict[str, int | list[tuple[str, int]]]:
+    """Map each 'a/b/0' path to its line; duplicate mapping keys land under '!dup'."""
+    lines: dict[str, Any] = {"!dup": []}
+
+    def walk(n: yaml.Node, path: str, line: int | None = None) -> None:
+        # A mapping entry is reported at its key's line, where people look for it.
+        lines[path] = line or n.start_mark.line + 1
+        if isinstance(n, yaml.MappingNode):
+            seen: set[str] = set()
+            for k, val in n.value:
+                key = str(k.value)
+                sub = f"{path}/{key}" if path else key
+                if key in seen:
+                    lines["!dup"].append((sub, k.start_mark.line + 1))
+                seen.add(key)
+                walk(val, sub, k.start_mark.line + 1)
+        elif isinstance(n, yaml.SequenceNode):
+            for i, item in enumerate(n.value):
+                walk(item, f"{path}/{i}" if path else str(i))
+
+    if node is not None:
+        walk(node, "")
+    return lines
+
+
+def _suggest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Validator:
+    """Collects every problem with its place instead of stopping at the first."""
+
+    def __init__(self, label: str, lines: dict[str, Any]):
+        self.label = label
+        self.lines = lines
+        self.problems: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        line = self.lines.get(path)
+        where = f"{self.label}:{line}" if isinstance(line, int) else self.label
+        self.problems.append(f"{where}: {path}: {message}" if path else f"{where}: {message}")
+
+    def check(self, data: Any, path: Path) -> Inventory | None:
+        for dup, _line in self.lines["!dup"]:
+            self.add(dup, "defined twice (the second one would silently win)")
+        if not isinstance(data, dict):
+            self.add("", "the inventory must be a mapping with 'hosts:' (and optionally "
+                         "'ssh:', 'roles:')")
+            return None
+        for key in data:
+            if key not in TOP_KEYS:
+                self.add(str(key), f"unknown key{_suggest(key, TOP_KEYS)}")
+        base = path.parent
+        ssh = self._ssh(data.get("ssh") or {}, base)
+        roles = self._roles(data.get("roles") or {})
+        hosts = self._hosts(data.get("hosts"))
+        self._cluster_rules(hosts)
+        cluster = data.get("cluster", path.stem)
+        if not isinstance(cluster, str):
+            self.add("cluster", "must be a string")
+        extra = {k: data[k] for k in data if k not in ("cluster", "ssh", "roles", "hosts")}
+        if self.problems or ssh is None:
+            return None
+        return Inventory(path=path, cluster=str(cluster), ssh=ssh, roles=roles,
+                         hosts=tuple(hosts), extra=extra)
+
+    def _ssh(self, raw: Any, base: Path) -> SSHSettings | None:
+        if not isinstance(raw, dict):
+            self.add("ssh", "must be a mapping (user, port, key_file, known_hosts, ...)")
+            return None
+        for key in raw:
+            if key not in SSH_KEYS:
+                self.add(f"ssh/{key}", f"unknown key{_suggest(key, SSH_KEYS)}")
+        port = self._port(raw.get("port"), "ssh/port")
+        ct = self._positive(raw.get("connect_timeout", 10.0), "ssh/connect_timeout")
+        cmd_t = raw.get("command_timeout")
+        cmd_t = None if cmd_t is None else self._positive(cmd_t, "ssh/command_timeout")
+        for key in ("user", "key_file", "known_hosts", "jump"):
+            if raw.get(key) is not None and not isinstance(raw[key], str):
+                self.add(f"ssh/{key}", "must be a string")
+        return SSHSettings(
+            user=raw.get("user"),
+            port=port,
+            key_file=_resolve(raw.get("key_file"), base),
+            known_hosts=_resolve(raw.get("known_hosts"), base),
+            connect_timeout=ct or 10.0,
+            command_timeout=cmd_t,
+            jump=raw.get("jump"),
+        )
+
+    def _roles(self, raw: Any) -> dict[str, dict[str, Any]]:
+        if not isinstance(raw, dict):
+            self.add("roles", "must be a mapping of role name -> vars")
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for role, rvars in raw.items():
+            path = f"roles/{role}"
+            if role not in ROLES:
+                self.add(path, f"unknown role '{role}'{_suggest(role, ROLES)}")
+                continue
+            if rvars is None:
+                rvars = {}
+            if not isinstance(rvars, dict):
+                self.add(path, "must be a mapping of vars (image, tag, processes, ...)")
+                continue
+            for var, want in ROLE_VAR_TYPES.items():
+                if var in rvars and not _is(rvars[var], want):
+                    hint = (f" (write {var}: \"{rvars[var]}\" so YAML keeps it a string)"
+                            if want is str else "")
+                    self.add(f"{path}/{var}", f"must be {want.__name__}, got "
+                                              f"{type(rvars[var]).__name__}{hint}")
+            if "processes" in rvars and _is(rvars["processes"], int) and rvars["processes"] < 1:
+                self.add(f"{path}/processes", "must be at least 1")
+            out[role] = rvars
+        return out
+
+    def _hosts(self, raw: Any) -> list[Host]:
+        if raw is None:
+            self.add("", "no 'hosts:' section: list the machines of the cluster")
+            return []
+        if not isinstance(raw, dict):
+            self.add("hosts", "must be a mapping of host name -> {address, roles, ...}")
+            return []
+        hosts: list[Host] = []
+        seen_addr: dict[tuple[str, int | None], str] = {}
+        for name, spec in raw.items():
+            path = f"hosts/{name}"
+            name = str(name)
+            if not NAME_RE.match(name):
+                self.add(path, "host names may hold letters, digits, '.', '_' and '-' only")
+            if not isinstance(spec, dict):
+                self.add(path, "must be a mapping with at least 'address:'")
+                continue
+            for key in spec:
+                if key not in HOST_KEYS:
+                    self.add(f"{path}/{key}", f"unknown key{_suggest(key, HOST_KEYS)}")
+            address = spec.get("address")
+            if address is None:
+                self.add(path, "missing 'address:' (a DNS name or an IP address)")
+                continue
+            address = str(address)
+            if not _valid_address(address):
+                self.add(f"{path}/address", f"'{address}' is neither an IP address nor a "
+                                            "valid host name")
+            port = self._port(spec.get("port"), f"{path}/port")
+            if spec.get("user") is not None and not isinstance(spec["user"], str):
+                self.add(f"{path}/user", "must be a string")
+            roles = self._host_roles(spec.get("roles") or [], f"{path}/roles")
+            hvars = spec.get("vars") or {}
+            if not isinstance(hvars, dict):
+                self.add(f"{path}/vars", "must be a mapping")
+                hvars = {}
+            key = (address, port)
+            if key in seen_addr:
+                self.add(f"{path}/address", f"'{address}' is also the address of "
+                                            f"'{seen_addr[key]}'")
+            seen_addr.setdefault(key, name)
+            hosts.append(Host(name=name, address=address, roles=roles, port=port,
+                              user=spec.get("user"), vars=hvars))
+        return hosts
+
+    def _host_roles(self, raw: Any, path: str) -> tuple[str, ...]:
+        if not isinstance(raw, list):
+            self.add(path, f"must be a list, e.g. [web] (one of: {', '.join(ROLES)})")
+            return ()
+        roles: list[str] = []
+        for i, role in enumerate(raw):
+            if role not in ROLES:
+                self.add(f"{path}/{i}", f"unknown role '{role}'{_suggest(str(role), ROLES)}")
+            elif role in roles:
+                self.add(f"{path}/{i}", f"role '{role}' is listed twice")
+            else:
+                roles.append(role)
+        return tuple(roles)
+
+    def _cluster_rules(self, hosts: list[Host]) -> None:
+        by_role = {r: [h.name for h in hosts if r in h.roles] for r in ROLES}
+        for role, needs in ROLE_NEEDS.items():
+            if not by_role[role]:
+                continue
+            for need in needs:
+                if not by_role[need]:
+                    users = ", ".join(by_role[role][:3]) + ("..." if len(by_role[role]) > 3 else "")
+                    self.add("hosts", f"role '{need}' has no host, but '{role}' needs it "
+                                      f"(used by {users}): add '{need}' to a host's roles")
+        crons = by_role["cron"]
+        if len(crons) > 1:
+            self.add("hosts", f"role 'cron' must run on exactly one host, found "
+                              f"{len(crons)}: {', '.join(crons)} (two crons run every job twice)")
+        elif not crons and any(by_role[r] for r in SENTRY_ROLES):
+            self.add("hosts", "role 'cron' must run on exactly one host, found none: "
+                              "add 'cron' to one worker's roles")
+
+    def _port(self, value: Any, path: str) -> int | None:
+        if value is None:
+            return None
+        if not _is(value, int) or not 1 <= value <= 65535:
+            self.add(path, f"must be a port number 1-65535, got {value!r}")
+            return None
+        return value
+
+    def _positive(self, value: Any, path: str) -> float | None:
+        if not _is(value, (int, float)) or value <= 0:
+            self.add(path, f"must be a positive number of seconds, got {value!r}")
+            return None
+        return float(value)
+
+
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    # bool is an int in Python; in an inventory it never means a number.
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _valid_address(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:
+        return bool(HOSTNAME_RE.match(address))
+
+
+def _resolve(value: Any, base: Path) -> Path | None:
+    if not isinstance(value, str) or not value:
+        return None
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p

@@ -1,0 +1,218 @@
+"""Bounded parallel fan-out over hosts, one reused connection per host, one result per host.
+
+Fabric's ThreadingGroup starts a thread per host without bound and collapses duplicate
+entries in its GroupResult; this keeps a fixed pool and returns results in input order.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from fabric import Connection
+
+from ..errors import SentryfabError
+from ..inventory import Host, Inventory
+from ..results import HostResult, stderr_tail
+from ..shell import script, sudo
+from . import connect
+from .connect import ConnectOptions, Unreachable
+from .session import CommandFailed, CommandOutput, HostSession, LineCallback
+
+DEFAULT_PARALLEL = 32
+
+#: Called as each host finishes (for progress displays).
+DoneCallback = Callable[[HostResult], None]
+
+
+class Interrupted(SentryfabError):
+    """Ctrl-C during a fan-out; `results` says what ran where."""
+
+    exit_code = 130
+
+    def __init__(self, results: list[HostResult]):
+        self.results = results
+        super().__init__("interrupted: no new host was started, open connections were closed")
+
+
+class Runner:
+    """Owns this invocation's connections and runs work on many hosts at once."""
+
+    def __init__(self, inv: Inventory, *, parallel: int = DEFAULT_PARALLEL,
+                 accept_new: bool = False, connect_timeout: float | None = None):
+        if parallel < 1:
+            raise SentryfabError(f"--parallel must be at least 1, got {parallel}")
+        self.inv = inv
+        self.parallel = parallel
+        self.opts = ConnectOptions(
+            connect_timeout=connect_timeout or inv.ssh.connect_timeout,
+            accept_new=accept_new,
+        )
+        self._config = connect.fabric_config(inv)
+        self._sessions: dict[str, HostSession] = {}
+        self._lock = threading.Lock()
+        self._gateway: Connection | None = None
+        self._stop = threading.Event()
+
+    # -- connections -------------------------------------------------------------------------
+
+    def session(self, host: Host) -> HostSession:
+        """The session for `host`, created once per invocation and then reused."""
+        with self._lock:
+            s = self._sessions.get(host.name)
+            if s is None:
+                conn = connect.build(self.inv, host, self._config, self.opts, self._jump())
+                s = HostSession(host, conn, self._open)
+                self._sessions[host.name] = s
+            return s
+
+    def _jump(self) -> Connection | None:
+        # One bastion connection shared by every host (caller holds self._lock).
+        if not self.inv.ssh.jump:
+            return None
+        if self._gateway is None:
+            self._gateway = Connection(self.inv.ssh.jump, config=self._config,
+                                       connect_kwargs=_key_kwargs(self.inv))
+            connect.secure(self._gateway.client, self.inv, self.opts)
+        return self._gateway
+
+    _gateway_lock = threading.Lock()
+
+    def _open(self, conn: Connection) -> None:
+        if self._gateway is not None:
+            with self._gateway_lock:  # threads must not race to open the shared bastion
+                if not self._gateway.is_connected:
+                    connect.open_connection(self._gateway, self.inv, self.opts)
+        connect.open_connection(conn, self.inv, self.opts)
+
+    def close(self) -> None:
+        """Close every connection this runner opened."""
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for s in sessions:
+            s.close()
+        if self._gateway is not None:
+            self._gateway.close()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- fan-out -----------------------------------------------------------------------------
+
+    def each(self, hosts: Sequence[Host], step: Callable[[HostSession], Any], *,
+             on_done: DoneCallback | None = None) -> list[HostResult]:
+        """Run `step(session)` on every host, at most `parallel` at once; results in host order.
+
+        The step returns a value (kept in result.value) or raises: CommandFailed makes the
+        host 'failed' with the command's exit code and stderr, Unreachable makes it
+        'unreachable', a SentryfabError makes it 'failed' with its message.
+        """
+        results: list[HostResult | None] = [None] * len(hosts)
+        started: set[int] = set()
+
+        def work(i: int) -> HostResult:
+            if self._stop.is_set():
+                raise _NotStarted()
+            started.add(i)
+            return self._one(hosts[i], step)
+
+        pool = ThreadPoolExecutor(max_workers=min(self.parallel, max(len(hosts), 1)),
+                                  thread_name_prefix="sentryfab")
+        futures: dict[Future, int] = {}
+        try:
+            futures = {pool.submit(work, i): i for i in range(len(hosts))}
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)
+                for f in done:
+                    r = f.result()
+                    results[futures[f]] = r
+                    if on_done:
+                        on_done(r)
+        except KeyboardInterrupt:
+            self._stop.set()
+            self.close()  # running commands end now, with an error on their channel
+            pool.shutdown(wait=True, cancel_futures=True)
+            for f, i in futures.items():
+                if results[i] is None:
+                    results[i] = _interrupted(hosts[i], f, i in started)
+            raise Interrupted([r for r in results if r is not None]) from None
+        finally:
+            pool.shutdown(wait=True)
+        return [r for r in results if r is not None]
+
+    def run(self, hosts: Sequence[Host], command: str | Callable[[Host], str], *,
+            timeout: float | None = None, use_sudo: bool = False,
+            on_line: Callable[[Host, str, str], None] | None = None,
+            on_done: DoneCallback | None = None) -> list[HostResult]:
+        """Run a shell command (or one built per host) everywhere; non-zero exit = failed."""
+
+        def step(s: HostSession) -> CommandOutput:
+            text = command(s.host) if callable(command) else command
+            text = sudo(text) if use_sudo else script(text)
+            cb: LineCallback | None = None
+            if on_line:
+                def cb(stream: str, line: str, h: Host = s.host) -> None:
+                    on_line(h, stream, line)
+            out = s.run(text, timeout=timeout, on_line=cb)
+            if not out.ok:
+                raise CommandFailed(out)
+            return out
+
+        return self.each(hosts, step, on_done=on_done)
+
+    def _one(self, host: Host, step: Callable[[HostSession], Any]) -> HostResult:
+        start = time.monotonic()
+        try:
+            value = step(self.session(host))
+        except Unreachable as e:
+            return HostResult(host, "unreachable", error=str(e),
+                              seconds=time.monotonic() - start)
+        except CommandFailed as e:
+            o = e.output
+            return HostResult(host, "failed", exit_code=o.exit_code, stdout=o.stdout,
+                              stderr=o.stderr, error=o.error or _exit_reason(o),
+                              seconds=time.monotonic() - start)
+        except SentryfabError as e:
+            return HostResult(host, "failed", error=str(e), seconds=time.monotonic() - start)
+        except Exception as e:  # noqa: BLE001 - one broken host must not sink the fan-out
+            if self._stop.is_set():
+                return HostResult(host, "failed", error="interrupted while running",
+                                  seconds=time.monotonic() - start)
+            return HostResult(host, "failed", error=f"{type(e).__name__}: {e}",
+                              seconds=time.monotonic() - start)
+        if isinstance(value, CommandOutput):
+            return HostResult(host, "ok", exit_code=value.exit_code, stdout=value.stdout,
+                              stderr=value.stderr, seconds=time.monotonic() - start,
+                              value=value)
+        return HostResult(host, "ok", seconds=time.monotonic() - start, value=value)
+
+
+class _NotStarted(Exception):
+    """Raised inside a worker that found the stop flag set before touching its host."""
+
+
+def _interrupted(host: Host, fut: Future, started: bool) -> HostResult:
+    if fut.done() and not fut.cancelled():
+        exc = fut.exception()
+        if exc is None:
+            return fut.result()
+        if not isinstance(exc, _NotStarted):
+            return HostResult(host, "failed", error=f"interrupted: {exc}")
+    why = "interrupted while running" if started else "not run: interrupted before it started"
+    return HostResult(host, "failed", error=why)
+
+
+def _exit_reason(o: CommandOutput) -> str:
+    tail = stderr_tail(o.stderr, 1)
+    return f"exit code {o.exit_code}" + (f": {tail}" if tail else "")
+
+
+def _key_kwargs(inv: Inventory) -> dict:
+    return {"key_filename": [str(inv.ssh.key_file)]} if inv.ssh.key_file else {}

@@ -1,0 +1,153 @@
+"""One open connection to one host, and running a command on it over a bare channel.
+
+Fabric's `Connection.run` goes through Invoke's runner (threads, watchers, pty logic): about
+10 ms per command on a warm connection. A bare paramiko channel with select() costs ~1-2 ms,
+which is what makes many small steps per host cheap.
+"""
+
+from __future__ import annotations
+
+import select
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from fabric import Connection
+
+from ..inventory import Host
+from .connect import Unreachable
+
+#: on_line(stream, line) where stream is "stdout" or "stderr"; the line has no newline.
+LineCallback = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class CommandOutput:
+    """What one command did: exit code (None if it timed out or was cut off) and its output."""
+
+    command: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if the command ran to the end and exited 0."""
+        return self.exit_code == 0 and self.error is None
+
+
+class CommandFailed(Exception):
+    """A step's command failed; carries its output so the host's result can say why."""
+
+    def __init__(self, output: CommandOutput):
+        self.output = output
+        reason = output.error or f"exit code {output.exit_code}"
+        super().__init__(f"{output.command!r} failed: {reason}")
+
+
+class HostSession:
+    """A host and its (lazily opened, then reused) SSH connection."""
+
+    def __init__(self, host: Host, conn: Connection, opener: Callable[[Connection], None]):
+        self.host = host
+        self.conn = conn
+        self._opener = opener
+        self._cut = False
+
+    def ensure_open(self) -> None:
+        """Connect if not connected yet; Unreachable if it cannot."""
+        if self._cut:
+            raise Unreachable("interrupted")
+        if not self.conn.is_connected:
+            self._opener(self.conn)
+
+    def run(self, command: str, *, timeout: float | None = None,
+            on_line: LineCallback | None = None, check: bool = False) -> CommandOutput:
+        """Run a shell command on the host; CommandFailed if `check` and it did not succeed."""
+        self.ensure_open()
+        out = exec_on(self.conn, command, timeout=timeout, on_line=on_line)
+        if check and not out.ok:
+            raise CommandFailed(out)
+        return out
+
+    def close(self) -> None:
+        """Close the connection; a command running on it ends with an error."""
+        self._cut = True
+        self.conn.close()
+
+
+def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
+            on_line: LineCallback | None = None) -> CommandOutput:
+    """Run `command` on an open connection's own channel, reading stdout and stderr together."""
+    start = time.monotonic()
+    deadline = start + timeout if timeout else None
+    transport = conn.client.get_transport()
+    if transport is None or not transport.is_active():
+        raise Unreachable("connection lost")
+    chan = transport.open_session(timeout=30)
+    out, err = bytearray(), bytearray()
+    lines = _LineSplitter(on_line) if on_line else None
+    error: str | None = None
+    try:
+        chan.exec_command(command)
+        while True:
+            while chan.recv_ready():
+                chunk = chan.recv(65536)
+                out += chunk
+                if lines:
+                    lines.feed("stdout", chunk)
+            while chan.recv_stderr_ready():
+                chunk = chan.recv_stderr(65536)
+                err += chunk
+                if lines:
+                    lines.feed("stderr", chunk)
+            # SSH delivers data before exit-status on the one transport, so once the status
+            # is in and both buffers are empty, nothing more is coming.
+            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                break
+            if chan.closed and not transport.is_active():
+                error = "connection lost while the command ran"
+                break
+            wait = 0.5
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    error = f"timed out after {timeout:g} s"
+                    break
+                wait = min(wait, left)
+            select.select([chan], [], [], wait)
+        if lines:
+            lines.flush()
+        code = None if error else chan.recv_exit_status()
+    finally:
+        chan.close()
+    return CommandOutput(
+        command=command,
+        exit_code=code,
+        stdout=out.decode("utf-8", "replace"),
+        stderr=err.decode("utf-8", "replace"),
+        seconds=time.monotonic() - start,
+        error=error,
+    )
+
+
+class _LineSplitter:
+    """Turns chunks into whole lines for --stream (a chunk may end mid-line)."""
+
+    def __init__(self, on_line: LineCallback):
+        self.on_line = on_line
+        self.partial = {"stdout": b"", "stderr": b""}
+
+    def feed(self, stream: str, chunk: bytes) -> None:
+        data = self.partial[stream] + chunk
+        *complete, self.partial[stream] = data.split(b"\n")
+        for line in complete:
+            self.on_line(stream, line.decode("utf-8", "replace"))
+
+    def flush(self) -> None:
+        for stream, rest in self.partial.items():
+            if rest:
+                self.on_line(stream, rest.decode("utf-8", "replace"))
+        self.partial = {"stdout": b"", "stderr": b""}

@@ -1,0 +1,31 @@
+"""Remote shell commands built from tokens: every value is quoted, nothing pasted raw."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable
+
+
+def join(tokens: Iterable[str | int]) -> str:
+    """Quote each token for a POSIX shell and join them: ['echo', 'a b'] -> "echo 'a b'"."""
+    return " ".join(shlex.quote(str(t)) for t in tokens)
+
+
+def script(command: str) -> str:
+    """Run a user's shell text under sh, whatever the remote login shell is."""
+    return join(["sh", "-c", command])
+
+
+def sudo(command: str) -> str:
+    """Run a shell text as root through sudo, never prompting (a prompt would hang a fan-out)."""
+    return join(["sudo", "-n", "-H", "--", "sh", "-c", command])
+
+
+def pipeline(*commands: str) -> str:
+    """Join already-built commands with '|' (each must come from join())."""
+    return " | ".join(commands)
+
+
+def and_then(*commands: str) -> str:
+    """Join already-built commands with '&&' (each must come from join())."""
+    return " && ".join(commands)

@@ -1,0 +1,68 @@
+"""What every task shares: clean error exits, the inventory, and host selection."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from invoke.exceptions import Exit
+
+from .. import inventory
+from ..errors import SentryfabError
+from ..inventory import Host, Inventory
+from ..remote import Interrupted
+from ..selection import Selection, select
+from ..ui import console
+from ..ui import run as run_ui
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: --help texts shared by every task that selects hosts.
+SELECT_HELP = {
+    "roles": "comma-separated roles (web, worker, cron, redis, redis-cache, redis-queue, db, "
+             "pgbouncer, nginx)",
+    "hosts": "comma-separated host names or globs, e.g. web-1,web-2*",
+    "exclude": "comma-separated host names or globs to leave out",
+    "parallel": "how many hosts at once (default 32; 1 = one after another, in order)",
+    "accept-new": "record unknown host keys (like StrictHostKeyChecking=accept-new); "
+                  "changed keys are still refused",
+    "json": "print machine-readable JSON instead of tables",
+}
+
+
+def helps(*names: str, **extra: str) -> dict[str, str]:
+    """--help texts for the shared options a task has, plus its own."""
+    return {n: SELECT_HELP[n] for n in names} | {k.replace("_", "-"): v for k, v in extra.items()}
+
+
+def handled(fn: F) -> F:
+    """Turn sentryfab errors into a message and an exit code; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Interrupted as e:
+            run_ui.report(e.results, 0.0, show_output=False)
+            console.error(e)
+            raise Exit(code=e.exit_code) from None
+        except SentryfabError as e:
+            console.error(e)
+            raise Exit(code=e.exit_code) from None
+        except KeyboardInterrupt:
+            console.err.print("[red]interrupted[/]")
+            raise Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def load_inventory() -> Inventory:
+    """The inventory named by $SENTRYFAB_INVENTORY or ./hosts.yaml."""
+    return inventory.load()
+
+
+def selected(inv: Inventory, roles: str | None, hosts: str | None,
+             exclude: str | None) -> list[Host]:
+    """The hosts picked by --roles/--hosts/--exclude (all when none is given)."""
+    return select(inv, Selection(roles=roles, hosts=hosts, exclude=exclude))

@@ -1,0 +1,1 @@
+"""The only package that prints: rich tables and blocks on stdout, progress on stderr."""

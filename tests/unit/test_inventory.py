@@ -1,0 +1,145 @@
+"""Inventory loading and validation: every problem at once, each with its place and a hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sentryfab import inventory
+from sentryfab.errors import InventoryError
+
+REPO = Path(__file__).resolve().parents[2]
+
+MINIMAL = """\
+cluster: t
+ssh: {user: root, key_file: id_ed25519, known_hosts: kh}
+hosts:
+  web-1: {address: 10.0.0.1, roles: [web]}
+  worker-1: {address: 10.0.0.2, roles: [worker, cron]}
+  redis-1: {address: 10.0.0.3, roles: [redis-cache, redis-queue]}
+  db-1: {address: db1.example.net, port: 2222, user: ops, roles: [db, pgbouncer]}
+"""
+
+
+def problems(write_inventory, text: str) -> list[str]:
+    with pytest.raises(InventoryError) as e:
+        inventory.load(write_inventory(text))
+    return e.value.problems
+
+
+def test_minimal_inventory_loads_with_types_and_resolved_paths(write_inventory):
+    path = write_inventory(MINIMAL)
+    inv = inventory.load(path)
+    assert inv.cluster == "t"
+    assert [h.name for h in inv.hosts] == ["web-1", "worker-1", "redis-1", "db-1"]
+    db = inv.host("db-1")
+    assert (db.address, db.port, db.user, db.roles) == ("db1.example.net", 2222, "ops",
+                                                         ("db", "pgbouncer"))
+    assert inv.ssh.key_file == path.parent / "id_ed25519"
+    assert inv.ssh.known_hosts == path.parent / "kh"
+    assert inv.ssh.connect_timeout == 10.0
+    assert [h.name for h in inv.with_role("cron")] == ["worker-1"]
+
+
+def test_unknown_role_names_path_line_and_suggestion(write_inventory):
+    text = MINIMAL + "  web-3: {address: 10.0.0.9, roles: [wbe]}\n"
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:8: hosts/web-3/roles/0: unknown role 'wbe' (did you mean 'web'?)",
+    ]
+
+
+def test_every_problem_is_reported_at_once(write_inventory):
+    text = """\
+    sssh: {user: root}
+    roles:
+      web: {tag: 24.1, processes: 0}
+    hosts:
+      web-1: {address: 10.0.0.1, roles: [web]}
+      web-2: {address: 10.0.0.1, roles: [web, web], port: 70000}
+      web-3: {roles: [web]}
+      worker-1: {address: "not an address!", roles: [worker, cron], adress: x}
+      worker-2: {address: 10.0.0.5, roles: [worker, cron]}
+    """
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:1: sssh: unknown key (did you mean 'ssh'?)",
+        "hosts.yaml:3: roles/web/tag: must be str, got float "
+        "(write tag: \"24.1\" so YAML keeps it a string)",
+        "hosts.yaml:3: roles/web/processes: must be at least 1",
+        "hosts.yaml:6: hosts/web-2/port: must be a port number 1-65535, got 70000",
+        "hosts.yaml:6: hosts/web-2/roles/1: role 'web' is listed twice",
+        "hosts.yaml:6: hosts/web-2/address: '10.0.0.1' is also the address of 'web-1'",
+        "hosts.yaml:7: hosts/web-3: missing 'address:' (a DNS name or an IP address)",
+        "hosts.yaml:8: hosts/worker-1/adress: unknown key (did you mean 'address'?)",
+        "hosts.yaml:8: hosts/worker-1/address: 'not an address!' is neither an IP address "
+        "nor a valid host name",
+        "hosts.yaml:4: hosts: role 'pgbouncer' has no host, but 'web' needs it "
+        "(used by web-1, web-2): add 'pgbouncer' to a host's roles",
+        "hosts.yaml:4: hosts: role 'redis-cache' has no host, but 'web' needs it "
+        "(used by web-1, web-2): add 'redis-cache' to a host's roles",
+        "hosts.yaml:4: hosts: role 'redis-queue' has no host, but 'web' needs it "
+        "(used by web-1, web-2): add 'redis-queue' to a host's roles",
+        "hosts.yaml:4: hosts: role 'pgbouncer' has no host, but 'worker' needs it "
+        "(used by worker-1, worker-2): add 'pgbouncer' to a host's roles",
+        "hosts.yaml:4: hosts: role 'redis-queue' has no host, but 'worker' needs it "
+        "(used by worker-1, worker-2): add 'redis-queue' to a host's roles",
+        "hosts.yaml:4: hosts: role 'pgbouncer' has no host, but 'cron' needs it "
+        "(used by worker-1, worker-2): add 'pgbouncer' to a host's roles",
+        "hosts.yaml:4: hosts: role 'redis-queue' has no host, but 'cron' needs it "
+        "(used by worker-1, worker-2): add 'redis-queue' to a host's roles",
+        "hosts.yaml:4: hosts: role 'cron' must run on exactly one host, found 2: "
+        "worker-1, worker-2 (two crons run every job twice)",
+    ]
+
+
+def test_duplicate_host_name_is_caught_although_yaml_would_keep_the_last(write_inventory):
+    text = MINIMAL + "  web-1: {address: 10.0.0.8, roles: [web]}\n"
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:8: hosts/web-1: defined twice (the second one would silently win)",
+    ]
+
+
+def test_no_cron_with_sentry_roles(write_inventory):
+    text = MINIMAL.replace("[worker, cron]", "[worker]")
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:3: hosts: role 'cron' must run on exactly one host, found none: "
+        "add 'cron' to one worker's roles",
+    ]
+
+
+def test_yaml_syntax_error_names_the_line(write_inventory):
+    assert problems(write_inventory, "hosts:\n  web-1: {address: [\n") == [
+        "hosts.yaml:3: not valid YAML: expected the node content, but found '<stream end>'",
+    ]
+
+
+def test_missing_file_says_how_to_point_at_one(tmp_path):
+    with pytest.raises(InventoryError) as e:
+        inventory.load(tmp_path / "nope.yaml")
+    assert e.value.problems == [
+        f"{tmp_path}/nope.yaml: no such inventory file (set $SENTRYFAB_INVENTORY or run "
+        "from the folder that holds hosts.yaml)"
+    ]
+    assert e.value.exit_code == 2
+
+
+def test_inventory_path_prefers_the_environment(tmp_path):
+    assert inventory.inventory_path({}, tmp_path) == tmp_path / "hosts.yaml"
+    assert inventory.inventory_path({"SENTRYFAB_INVENTORY": "/x/lab.yaml"}, tmp_path) == \
+        Path("/x/lab.yaml")
+
+
+def test_scale_hosts_without_roles_are_fine(write_inventory):
+    inv = inventory.load(write_inventory("hosts:\n  scale-1: {address: 10.0.0.1}\n"))
+    assert inv.hosts[0].roles == ()
+
+
+def test_reference_inventory_is_the_design_deployment():
+    inv = inventory.load(REPO / "hosts.yaml")
+    count = {r: len(inv.with_role(r)) for r in ("web", "worker", "cron", "redis-cache",
+                                                 "redis-queue", "db", "pgbouncer", "nginx")}
+    assert count == {"web": 30, "worker": 12, "cron": 1, "redis-cache": 5, "redis-queue": 1,
+                     "db": 2, "pgbouncer": 2, "nginx": 2}
+    assert inv.role_vars("web")["processes"] == 8
+    assert inv.role_vars("worker")["processes"] == 4
+    assert inv.ssh.jump == "ops@bastion.sentry.example.net"
