@@ -17,6 +17,7 @@ from .hostkeys import (
     RefuseUnknown,
     changed_key_message,
     known_hosts_files,
+    known_hosts_name,
     load_known_hosts,
 )
 
@@ -94,8 +95,9 @@ def open_connection(conn: Connection, inv: Inventory, opts: ConnectOptions) -> N
     except HostKeyError as e:
         raise Unreachable(str(e)) from None
     except paramiko.BadHostKeyException as e:
-        raise Unreachable(changed_key_message(conn.host, e, known_hosts_files(
-            inv.ssh.known_hosts))) from None
+        name = known_hosts_name(conn.host, conn.port)
+        files = known_hosts_files(inv.ssh.known_hosts)
+        raise Unreachable(changed_key_message(name, e, files)) from None
     except paramiko.AuthenticationException as e:
         raise Unreachable(f"authentication failed for {where}: {e} (check the user and "
                           f"key_file in the inventory or ~/.ssh/config)") from None

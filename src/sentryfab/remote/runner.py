@@ -176,6 +176,10 @@ class Runner:
                               seconds=time.monotonic() - start)
         except CommandFailed as e:
             o = e.output
+            if self._stop.is_set() and o.exit_code is None:
+                return HostResult(host, "failed", stdout=o.stdout, stderr=o.stderr,
+                                  error="interrupted while running",
+                                  seconds=time.monotonic() - start)
             return HostResult(host, "failed", exit_code=o.exit_code, stdout=o.stdout,
                               stderr=o.stderr, error=o.error or _exit_reason(o),
                               seconds=time.monotonic() - start)

@@ -121,6 +121,8 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
         if lines:
             lines.flush()
         code = None if error else chan.recv_exit_status()
+        if code == -1:  # paramiko's value for "closed without an exit status"
+            code, error = None, "connection closed before the command finished"
     finally:
         chan.close()
     return CommandOutput(

@@ -3,6 +3,7 @@
 from invoke import Collection
 
 from . import adhoc
+
 try:
     from . import lab
 except ImportError:  # TEMP while lab is written

@@ -44,7 +44,7 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except Interrupted as e:
-            run_ui.report(e.results, 0.0, show_output=False)
+            run_ui.report(e.results, None, show_output=False)
             console.error(e)
             raise Exit(code=e.exit_code) from None
         except SentryfabError as e:

@@ -29,7 +29,7 @@ def stream_line(host: Host, stream: str, line: str) -> None:
         out.print(text)
 
 
-def report(results: list[HostResult], seconds: float, *, show_output: bool = True) -> None:
+def report(results: list[HostResult], seconds: float | None, *, show_output: bool = True) -> None:
     """Blocks of identical output (hosts folded into ranges), then the summary line."""
     if show_output:
         for b in fold(results):
@@ -45,10 +45,17 @@ def report(results: list[HostResult], seconds: float, *, show_output: bool = Tru
                 out.print(Text(b.stderr.rstrip("\n"), style="red"))
             if b.error and (b.status != "failed" or b.exit_code is None):
                 out.print(Text(b.error, style=style))
+    else:
+        # Output was streamed already; still say why each host that is not ok is not.
+        for r in results:
+            if not r.ok:
+                line = Text(f"{r.host.name}: ", style="bold")
+                line.append(f"{r.status}: {r.error}", style=STATUS_STYLE[r.status])
+                out.print(line)
     summary(results, seconds)
 
 
-def summary(results: list[HostResult], seconds: float) -> None:
+def summary(results: list[HostResult], seconds: float | None) -> None:
     """'28 ok, 1 failed, 1 unreachable in 0.84 s'."""
     counts = tally(results)
     text = Text()
@@ -56,7 +63,8 @@ def summary(results: list[HostResult], seconds: float) -> None:
         if i:
             text.append(", ")
         text.append(f"{n} {status}", style=STATUS_STYLE[status] if n else "dim")
-    text.append(f" in {seconds:.2f} s")
+    if seconds is not None:
+        text.append(f" in {seconds:.2f} s")
     out.print(text)
 
 

@@ -1,0 +1,42 @@
+"""The lab fixture: real hosts (sshd, Docker engines) on this machine, brought up once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sentryfab import inventory
+
+REPO = Path(__file__).resolve().parents[2]
+LAB_INVENTORY = REPO / "lab" / "hosts.yaml"
+SCALE_HOSTS = int(os.environ.get("SCALE_HOSTS", "30"))
+FAB = str(Path(sys.executable).parent / "fab")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.lab)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """Bring the lab up (idempotent: quick when it is up already) and return its inventory."""
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    from sentryfab.lab import lab as lab_mod
+
+    lab_mod.up(SCALE_HOSTS, REPO)
+    return inventory.load(LAB_INVENTORY)
+
+
+def fab(*args: str, env: dict | None = None, inv: Path | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the real `fab` CLI from the repo root against the lab (or another inventory)."""
+    full_env = {**os.environ, "SENTRYFAB_INVENTORY": str(inv or LAB_INVENTORY), **(env or {})}
+    return subprocess.run([FAB, *args], cwd=REPO, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
