@@ -8,6 +8,7 @@ which is what makes many small steps per host cheap.
 from __future__ import annotations
 
 import select
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,13 +56,15 @@ class HostSession:
         self.conn = conn
         self._opener = opener
         self._cut = False
+        self._open_lock = threading.Lock()
 
     def ensure_open(self) -> None:
         """Connect if not connected yet; Unreachable if it cannot."""
         if self._cut:
             raise Unreachable("interrupted")
-        if not self.conn.is_connected:
-            self._opener(self.conn)
+        with self._open_lock:  # the same host twice in one fan-out: connect once
+            if not self.conn.is_connected:
+                self._opener(self.conn)
 
     def run(self, command: str, *, timeout: float | None = None,
             on_line: LineCallback | None = None, check: bool = False) -> CommandOutput:

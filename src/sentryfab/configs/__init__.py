@@ -1,0 +1,1 @@
+"""Configuration files: which files each role has, their variables, rendering them."""

@@ -1,0 +1,59 @@
+"""Which files each role gets: template, place on the host, mode, validator, how it is applied.
+
+One table, so "what does a pgbouncer host receive?" has one answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..roles import ROLES
+
+CONFIG_ROOT = "/etc/sentryfab"
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """One file a role needs on its hosts."""
+
+    name: str           # file name under /etc/sentryfab/<role>/
+    template: str       # path under templates/
+    secret: bool        # holds a secret: written 0600, masked everywhere
+    validator: str      # key into configs.validate.VALIDATORS
+    apply: str          # how a change takes effect: "reload" or "restart"
+
+    @property
+    def mode(self) -> int:
+        """0600 for files holding secrets, 0644 otherwise."""
+        return 0o600 if self.secret else 0o644
+
+
+_SENTRY = (
+    ConfigFile("sentry.conf.py", "sentry/sentry.conf.py", True, "python", "restart"),
+    ConfigFile("config.yml", "sentry/config.yml", True, "yaml", "restart"),
+)
+
+#: Files per inventory role. The three Sentry roles run one image with one configuration.
+ROLE_FILES: dict[str, tuple[ConfigFile, ...]] = {
+    "web": _SENTRY,
+    "worker": _SENTRY,
+    "cron": _SENTRY,
+    "nginx": (ConfigFile("nginx.conf", "nginx/nginx.conf", False, "nginx", "reload"),),
+    "pgbouncer": (
+        ConfigFile("pgbouncer.ini", "pgbouncer/pgbouncer.ini", False, "pgbouncer", "reload"),
+        ConfigFile("userlist.txt", "pgbouncer/userlist.txt", True, "none", "reload"),
+    ),
+    "redis-cache": (ConfigFile("redis.conf", "redis/redis.conf", False, "redis", "restart"),),
+    "redis-queue": (ConfigFile("redis.conf", "redis/redis.conf", False, "redis", "restart"),),
+    "db": (
+        ConfigFile("postgresql.conf", "db/postgresql.conf", False, "postgres", "reload"),
+        ConfigFile("pg_hba.conf", "db/pg_hba.conf", False, "pg_hba", "reload"),
+    ),
+}
+
+assert set(ROLE_FILES) == set(ROLES)
+
+
+def remote_path(role: str, f: ConfigFile) -> str:
+    """Where a role's file lives on its host."""
+    return f"{CONFIG_ROOT}/{role}/{f.name}"

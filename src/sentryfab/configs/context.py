@@ -1,0 +1,126 @@
+"""The variables a template sees: the host, its role's settings, and the cluster around it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..inventory import Host, Inventory
+
+#: Settings every role starts from; `roles:` in the inventory, then a host's `vars:`, win.
+ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "web": {"processes": 8, "threads": 4, "base_port": 9000, "uid": 999},
+    "worker": {"processes": 4, "concurrency": 4, "uid": 999},
+    "cron": {"uid": 999},
+    "nginx": {"port": 80, "worker_processes": "auto", "worker_connections": 4096,
+              "max_fails": 2, "fail_timeout": 10, "uid": 0},
+    "pgbouncer": {"port": 6432, "pool_mode": "transaction", "max_client_conn": 2000,
+                  "default_pool_size": 20, "reserve_pool_size": 5, "max_db_connections": 0,
+                  "uid": 101},
+    "redis-cache": {"port": 6379, "maxmemory": "1gb", "maxclients": 10000,
+                    "tcp_backlog": 511, "timeout": 300, "tcp_keepalive": 60, "uid": 100},
+    "redis-queue": {"port": 6379, "maxmemory": "2gb", "maxclients": 10000,
+                    "tcp_backlog": 511, "timeout": 0, "tcp_keepalive": 60, "uid": 100},
+    "db": {"port": 5432, "max_connections": 200, "superuser_reserved_connections": 3,
+           "shared_buffers": "256MB", "work_mem": "4MB", "max_wal_senders": 10,
+           "max_replication_slots": 10, "wal_keep_size": "1GB", "synchronous": False,
+           "uid": 101},
+}
+
+SENTRY_DB = {"name": "sentry", "user": "sentry"}
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """Facts that are state, not configuration: where the database primary is now."""
+
+    primary: str
+
+
+def initial_state(inv: Inventory) -> ClusterState:
+    """Before anything is discovered: the db host marked initial_primary, else the first."""
+    dbs = inv.with_role("db")
+    marked = [h for h in dbs if h.vars.get("initial_primary")]
+    return ClusterState(primary=(marked or dbs)[0].name if dbs else "")
+
+
+def settings(inv: Inventory, role: str, host: Host | None = None) -> dict[str, Any]:
+    """A role's settings on a host: defaults < inventory roles.<role> < the host's vars."""
+    out = dict(ROLE_DEFAULTS.get(role, {}))
+    out.update(inv.role_vars(role))
+    if host is not None:
+        out.update(host.vars)
+    return out
+
+
+def _endpoint(h: Host, port: int, **extra: Any) -> dict[str, Any]:
+    return {"name": h.name, "address": h.address, "port": port, **extra}
+
+
+def web_ports(inv: Inventory, host: Host) -> list[int]:
+    """The ports of a web host's processes: base_port, base_port+1, ..."""
+    s = settings(inv, "web", host)
+    return [int(s["base_port"]) + i for i in range(int(s["processes"]))]
+
+
+def topology(inv: Inventory, state: ClusterState) -> dict[str, Any]:
+    """Every host other configs point at, by role (addresses and ports)."""
+
+    def eps(role: str) -> list[dict[str, Any]]:
+        return [_endpoint(h, int(settings(inv, role, h).get("port", 0))) for h in
+                inv.with_role(role)]
+
+    dbs = eps("db")
+    primary = next((d for d in dbs if d["name"] == state.primary), dbs[0] if dbs else None)
+    return {
+        "web": [_endpoint(h, 0, ports=web_ports(inv, h)) for h in inv.with_role("web")],
+        "worker": [_endpoint(h, 0) for h in inv.with_role("worker")],
+        "cron": [_endpoint(h, 0) for h in inv.with_role("cron")],
+        "redis_cache": eps("redis-cache"),
+        "redis_queue": eps("redis-queue"),
+        "db": dbs,
+        "db_primary": primary,
+        "db_replicas": [d for d in dbs if primary is None or d["name"] != primary["name"]],
+        "pgbouncer": eps("pgbouncer"),
+        "nginx": eps("nginx"),
+        "all_hosts": [_endpoint(h, 0) for h in inv.hosts],
+    }
+
+
+def pgbouncer_for(inv: Inventory, host: Host) -> dict[str, Any] | None:
+    """The PgBouncer a Sentry host talks to: spread evenly, the same one every render."""
+    bouncers = inv.with_role("pgbouncer")
+    if not bouncers:
+        return None
+    if host.has("pgbouncer"):  # a bouncer beside the app is its natural choice
+        b = host
+    else:
+        sentry_hosts = [h for h in inv.hosts if {"web", "worker", "cron"} & set(h.roles)]
+        index = next((i for i, h in enumerate(sentry_hosts) if h.name == host.name), 0)
+        b = bouncers[index % len(bouncers)]
+    return _endpoint(b, int(settings(inv, "pgbouncer", b)["port"]))
+
+
+def statsd(inv: Inventory) -> dict[str, Any] | None:
+    """The statsd target from the inventory ('host:port'), if any."""
+    raw = inv.extra.get("statsd")
+    if not raw:
+        return None
+    host, _, port = str(raw).rpartition(":")
+    return {"host": host or str(raw), "port": int(port) if port.isdigit() else 8125}
+
+
+def build(inv: Inventory, host: Host, role: str, state: ClusterState) -> dict[str, Any]:
+    """Everything a role's templates may use on this host (secrets come separately)."""
+    return {
+        "cluster": inv.cluster,
+        "host": {"name": host.name, "address": host.address, "roles": list(host.roles)},
+        "role": role,
+        "s": settings(inv, role, host),
+        "sentry": {**SENTRY_DB, "web": settings(inv, "web", host),
+                   "worker": settings(inv, "worker", host)},
+        "topology": topology(inv, state),
+        "pgbouncer": pgbouncer_for(inv, host),
+        "statsd": statsd(inv),
+        "web_ports": web_ports(inv, host) if host.has("web") else [],
+    }

@@ -1,0 +1,133 @@
+"""Rendering every selected host's files before any host is touched; every problem at once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from ..errors import SentryfabError
+from ..inventory import Host, Inventory
+from ..secrets import SecretError, Secrets
+from . import context
+from .catalog import ROLE_FILES, ConfigFile, remote_path
+from .context import ClusterState
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+
+
+class RenderError(SentryfabError):
+    """One or more templates could not be rendered; nothing was pushed."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("cannot render the configs:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One file as it should be on one host."""
+
+    host: str
+    role: str
+    file: ConfigFile
+    path: str
+    content: str
+    uid: int
+
+    @property
+    def sha256(self) -> str:
+        """Checksum compared with the file on the host to decide whether to upload."""
+        return hashlib.sha256(self.content.encode()).hexdigest()
+
+
+def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
+    """Jinja2 set up for config files: undefined is an error, output kept byte for byte."""
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: ClusterState,
+               templates: Path = TEMPLATES) -> dict[str, list[Rendered]]:
+    """Render every file of every role of every host; RenderError lists all failures."""
+    env = environment(templates)
+    _add_secret_helpers(env, secrets)
+    out: dict[str, list[Rendered]] = {}
+    problems: list[str] = []
+    for host in hosts:
+        files: list[Rendered] = []
+        for role in host.roles:
+            ctx = context.build(inv, host, role, state)
+            for f in ROLE_FILES[role]:
+                try:
+                    text = env.get_template(f.template).render(ctx)
+                except SecretError as e:
+                    problems.append(f"{host.name}: {f.template}: {e}")
+                    continue
+                except jinja2.UndefinedError as e:
+                    line = _template_line(e, f.template)
+                    problems.append(f"{host.name}: templates/{f.template}:{line}: "
+                                    f"{secrets.mask(e.message or str(e))}")
+                    continue
+                except jinja2.TemplateSyntaxError as e:
+                    problems.append(f"templates/{f.template}:{e.lineno}: syntax error: "
+                                    f"{e.message}")
+                    continue
+                except jinja2.TemplateNotFound:
+                    problems.append(f"templates/{f.template}: no such template")
+                    continue
+                uid = int(context.settings(inv, role, host).get("uid", 0))
+                files.append(Rendered(host.name, role, f, remote_path(role, f), text, uid))
+        out[host.name] = files
+    if problems:
+        raise RenderError(sorted(set(problems), key=problems.index))
+    return out
+
+
+def _template_line(e: Exception, template: str) -> str:
+    # Jinja rewrites tracebacks so the template's frames carry its file name and line.
+    tb = e.__traceback__
+    line = "?"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.endswith(template):
+            line = str(tb.tb_lineno)
+        tb = tb.tb_next
+    return line
+
+
+def _add_secret_helpers(env: jinja2.Environment, secrets: Secrets) -> None:
+    env.globals["secret"] = secrets.get
+    env.filters["scram_sha256"] = lambda pw, user: secrets.register(scram_sha256(pw, user))
+    env.filters["md5_auth"] = lambda pw, user: secrets.register(md5_auth(pw, user))
+
+
+def md5_auth(password: str, user: str) -> str:
+    """PostgreSQL/PgBouncer 'md5' secret: 'md5' + md5(password + user)."""
+    return "md5" + hashlib.md5((password + user).encode()).hexdigest()  # noqa: S324
+
+
+def scram_sha256(password: str, user: str, iterations: int = 4096) -> str:
+    """A SCRAM-SHA-256 verifier as PostgreSQL stores it.
+
+    The salt is derived from the password and user rather than random, so the same inputs
+    render the same file and an unchanged cluster is not re-pushed every time.
+    """
+    salt = hashlib.sha256(f"sentryfab:{user}:{password}".encode()).digest()[:16]
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", "sha256").digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
+    b64 = lambda b: base64.b64encode(b).decode()  # noqa: E731
+    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
