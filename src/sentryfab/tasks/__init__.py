@@ -2,15 +2,10 @@
 
 from invoke import Collection
 
-from . import adhoc
-
-try:
-    from . import lab
-except ImportError:  # TEMP while lab is written
-    lab = None
+from . import adhoc, lab, secrets
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
 ns.add_task(adhoc.run_)
-if lab:
-    ns.add_collection(lab.ns)
+ns.add_collection(lab.ns)
+ns.add_collection(secrets.ns)
