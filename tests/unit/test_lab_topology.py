@@ -97,6 +97,7 @@ ssh:
   key_file: id_ed25519
   known_hosts: known_hosts
   connect_timeout: 5
+secrets: secrets.yaml
 roles:
   web: {image: lab/base, tag: '1', processes: 2}
   worker: {image: lab/base, tag: '1', processes: 2}

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sentryfab import secrets
 from sentryfab.errors import LabError
 from sentryfab.lab import commands as cmd
 from sentryfab.lab import hosts
 from sentryfab.lab.system import run, write_if_changed
 from sentryfab.lab.topology import (
     MAX_SCALE_HOSTS,
+    SECRETS_FILE,
     STATE_FILE,
     Host,
     find_host,
@@ -35,6 +37,15 @@ def ensure_key(lab_dir: Path) -> tuple[str, list[str]]:
     if not pub.exists():
         pub.write_text(run(["ssh-keygen", "-y", "-f", str(key)], what="reading the lab key").stdout)
     return pub.read_text(), actions
+
+
+def ensure_secrets(lab_dir: Path) -> list[str]:
+    """The lab's secrets file (random values, 0600), made once and kept like the key."""
+    path = lab_dir / SECRETS_FILE
+    if path.exists():
+        return []
+    secrets.write_new(path, secrets.generate())
+    return [f"generated {path}"]
 
 
 def write_files(lab_dir: Path, wanted: list[Host]) -> list[str]:

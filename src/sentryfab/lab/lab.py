@@ -211,6 +211,7 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
     with _locked():
         state = _load_state()
         pubkey, lab_actions = client.ensure_key(lab_dir)
+        lab_actions += client.ensure_secrets(lab_dir)
         if state.get("lab_dir") and Path(state["lab_dir"]) != lab_dir:
             # The repo moved or another checkout took over: its old files are stale.
             lab_actions += client.remove_files(Path(state["lab_dir"]))

@@ -207,6 +207,9 @@ def lab_hosts(scale: int = 0) -> list[Host]:
     return role_hosts() + scale_hosts(scale)
 
 
+SECRETS_FILE = "secrets.yaml"  # beside hosts.yaml, made once by `up`, kept by `down`
+
+
 def find_host(name: str) -> Host | None:
     """The host called `name` in the largest possible lab, or None."""
     return next((h for h in lab_hosts(MAX_SCALE_HOSTS) if h.name == name), None)
@@ -220,6 +223,7 @@ def inventory(hosts: list[Host]) -> dict[str, object]:
     return {
         "cluster": "lab",
         "ssh": dict(SSH_SETTINGS),
+        "secrets": SECRETS_FILE,
         "roles": roles,
         "hosts": {h.name: {"address": h.address, "roles": list(h.roles)} for h in hosts},
     }
@@ -233,7 +237,7 @@ def _flow(value: object) -> str:
 def inventory_yaml(hosts: list[Host]) -> str:
     """hosts.yaml text: block style for sections, one flow-style line per role and host."""
     data = inventory(hosts)
-    head = {"cluster": data["cluster"], "ssh": data["ssh"]}
+    head = {"cluster": data["cluster"], "ssh": data["ssh"], "secrets": data["secrets"]}
     lines = [INVENTORY_HEADER + yaml.safe_dump(head, sort_keys=False).rstrip("\n")]
     for section in ("roles", "hosts"):
         lines.append(f"{section}:")
