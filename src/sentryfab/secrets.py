@@ -28,6 +28,7 @@ REQUIRED: dict[str, str] = {
     "replication_password": "password of the 'replicator' user (streaming replication)",
     "pgbouncer_admin_password": "password of PgBouncer's admin console user 'pgbouncer'",
     "postgres_password": "password of PostgreSQL's superuser 'postgres' (admin, failover)",
+    "redis_password": "Redis requirepass, for both the cache and the queue Redis",
 }
 
 

@@ -43,11 +43,13 @@ ROLE_FILES: dict[str, tuple[ConfigFile, ...]] = {
         ConfigFile("pgbouncer.ini", "pgbouncer/pgbouncer.ini", False, "pgbouncer", "reload"),
         ConfigFile("userlist.txt", "pgbouncer/userlist.txt", True, "none", "reload"),
     ),
-    "redis-cache": (ConfigFile("redis.conf", "redis/redis.conf", False, "redis", "restart"),),
-    "redis-queue": (ConfigFile("redis.conf", "redis/redis.conf", False, "redis", "restart"),),
+    # redis.conf holds requirepass: private like any file with a secret.
+    "redis-cache": (ConfigFile("redis.conf", "redis/redis.conf", True, "redis", "restart"),),
+    "redis-queue": (ConfigFile("redis.conf", "redis/redis.conf", True, "redis", "restart"),),
     "db": (
         ConfigFile("postgresql.conf", "db/postgresql.conf", False, "postgres", "reload"),
         ConfigFile("pg_hba.conf", "db/pg_hba.conf", False, "pg_hba", "reload"),
+        ConfigFile("pg_ident.conf", "db/pg_ident.conf", False, "none", "reload"),
     ),
 }
 

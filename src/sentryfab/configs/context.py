@@ -18,13 +18,13 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
                   "default_pool_size": 20, "reserve_pool_size": 5, "max_db_connections": 0,
                   "uid": 101},
     "redis-cache": {"port": 6379, "maxmemory": "1gb", "maxclients": 10000,
-                    "tcp_backlog": 511, "timeout": 300, "tcp_keepalive": 60, "uid": 100},
+                    "tcp_backlog": 4096, "timeout": 300, "tcp_keepalive": 60, "uid": 100},
     "redis-queue": {"port": 6379, "maxmemory": "2gb", "maxclients": 10000,
-                    "tcp_backlog": 511, "timeout": 0, "tcp_keepalive": 60, "uid": 100},
+                    "tcp_backlog": 4096, "timeout": 0, "tcp_keepalive": 60, "uid": 100},
     "db": {"port": 5432, "max_connections": 200, "superuser_reserved_connections": 3,
            "shared_buffers": "256MB", "work_mem": "4MB", "max_wal_senders": 10,
-           "max_replication_slots": 10, "wal_keep_size": "1GB", "synchronous": False,
-           "uid": 101},
+           "max_replication_slots": 10, "wal_keep_size": "1GB", "max_slot_wal_keep_size": "10GB",
+           "synchronous": False, "uid": 101},
 }
 
 SENTRY_DB = {"name": "sentry", "user": "sentry"}

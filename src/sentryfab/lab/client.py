@@ -40,12 +40,18 @@ def ensure_key(lab_dir: Path) -> tuple[str, list[str]]:
 
 
 def ensure_secrets(lab_dir: Path) -> list[str]:
-    """The lab's secrets file (random values, 0600), made once and kept like the key."""
+    """The lab's secrets file (random values, 0600), made once and kept like the key.
+
+    A secret the project started to need after the file was made is added to it.
+    """
     path = lab_dir / SECRETS_FILE
-    if path.exists():
+    have = secrets.load(path, environ={}) if path.exists() else None
+    fresh = secrets.generate()
+    if have is not None and set(fresh) <= set(have.names()):
         return []
-    secrets.write_new(path, secrets.generate())
-    return [f"generated {path}"]
+    values = {n: have.get(n) for n in have.names()} if have else {}
+    secrets.write_new(path, {**fresh, **values}, force=True)
+    return [f"generated {path}" if have is None else f"added new secrets to {path}"]
 
 
 def write_files(lab_dir: Path, wanted: list[Host]) -> list[str]:

@@ -67,10 +67,11 @@ class HostSession:
                 self._opener(self.conn)
 
     def run(self, command: str, *, timeout: float | None = None,
-            on_line: LineCallback | None = None, check: bool = False) -> CommandOutput:
+            on_line: LineCallback | None = None, check: bool = False,
+            stdin: bytes | None = None) -> CommandOutput:
         """Run a shell command on the host; CommandFailed if `check` and it did not succeed."""
         self.ensure_open()
-        out = exec_on(self.conn, command, timeout=timeout, on_line=on_line)
+        out = exec_on(self.conn, command, timeout=timeout, on_line=on_line, stdin=stdin)
         if check and not out.ok:
             raise CommandFailed(out)
         return out
@@ -82,8 +83,12 @@ class HostSession:
 
 
 def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
-            on_line: LineCallback | None = None) -> CommandOutput:
-    """Run `command` on an open connection's own channel, reading stdout and stderr together."""
+            on_line: LineCallback | None = None, stdin: bytes | None = None) -> CommandOutput:
+    """Run `command` on an open connection's own channel, reading stdout and stderr together.
+
+    `stdin`, if given, is sent whole and then closed: how file contents travel (over the
+    same encrypted channel, without a temporary file readable by others on either side).
+    """
     start = time.monotonic()
     deadline = start + timeout if timeout else None
     transport = conn.client.get_transport()
@@ -95,6 +100,9 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
     error: str | None = None
     try:
         chan.exec_command(command)
+        if stdin is not None:
+            chan.sendall(stdin)
+        chan.shutdown_write()
         while True:
             while chan.recv_ready():
                 chunk = chan.recv(65536)

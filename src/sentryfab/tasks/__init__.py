@@ -2,10 +2,11 @@
 
 from invoke import Collection
 
-from . import adhoc, lab, secrets
+from . import adhoc, config, lab, secrets
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
 ns.add_task(adhoc.run_)
+ns.add_collection(config.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(secrets.ns)

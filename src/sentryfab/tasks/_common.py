@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from invoke.exceptions import Exit
 
-from .. import inventory
+from .. import inventory, secrets
+from ..configs.render import RenderError
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..remote import Interrupted
+from ..secrets import Secrets
 from ..selection import Selection, select
 from ..ui import console
 from ..ui import run as run_ui
@@ -47,6 +50,9 @@ def handled(fn: F) -> F:
             run_ui.report(e.results, None, show_output=False)
             console.error(e)
             raise Exit(code=e.exit_code) from None
+        except RenderError as e:
+            console.error_list("cannot render the configs", e.problems)
+            raise Exit(code=e.exit_code) from None
         except SentryfabError as e:
             console.error(e)
             raise Exit(code=e.exit_code) from None
@@ -60,6 +66,20 @@ def handled(fn: F) -> F:
 def load_inventory() -> Inventory:
     """The inventory named by $SENTRYFAB_INVENTORY or ./hosts.yaml."""
     return inventory.load()
+
+
+def secrets_path(inv: Inventory) -> Path | None:
+    """The inventory's 'secrets:' file, relative to the inventory's folder."""
+    raw = inv.extra.get("secrets")
+    if not raw:
+        return None
+    p = Path(str(raw)).expanduser()
+    return p if p.is_absolute() else inv.path.parent / p
+
+
+def load_secrets(inv: Inventory) -> Secrets:
+    """Secrets from the inventory's file and SENTRYFAB_SECRET_* variables."""
+    return secrets.load(secrets_path(inv))
 
 
 def selected(inv: Inventory, roles: str | None, hosts: str | None,

@@ -26,6 +26,13 @@ def error(e: SentryfabError) -> None:
     err.print(str(e), markup=False)
 
 
+def error_list(what: str, problems: list[str]) -> None:
+    """An error made of several problems, one per line."""
+    err.print(f"[bold red]error:[/] {what}:")
+    for p in problems:
+        err.print(f"  {p}", markup=False)
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else on that stream."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")

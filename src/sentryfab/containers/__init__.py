@@ -1,0 +1,1 @@
+"""Docker containers per role: specs (pure) and docker command builders (pure)."""

@@ -1,0 +1,65 @@
+"""docker CLI commands built from specs: exact strings, tested as such, run by procedures."""
+
+from __future__ import annotations
+
+from ..shell import join
+from .spec import LABEL_PREFIX, ContainerSpec
+
+#: `docker ps` format for our containers: name, state, image, and our labels (tab-separated).
+PS_FORMAT = ("{{.Names}}\t{{.State}}\t{{.Image}}\t"
+             "{{.Label \"sentryfab.role\"}}\t{{.Label \"sentryfab.version\"}}\t"
+             "{{.Label \"sentryfab.config\"}}")
+
+
+def run(spec: ContainerSpec) -> str:
+    """Start a container from its spec, detached, on the host's network."""
+    argv = ["docker", "run", "--detach", "--name", spec.name, "--network", "host",
+            "--restart", spec.restart, "--stop-timeout", str(spec.stop_timeout),
+            "--log-opt", "max-size=50m", "--log-opt", "max-file=3"]
+    for key, value in spec.labels:
+        argv += ["--label", f"{key}={value}"]
+    for host_path, container_path, ro in spec.mounts:
+        argv += ["--volume", f"{host_path}:{container_path}" + (":ro" if ro else "")]
+    for key, value in spec.env:
+        argv += ["--env", f"{key}={value}"]
+    if spec.user:
+        argv += ["--user", spec.user]
+    if spec.memory:
+        argv += ["--memory", spec.memory]
+    if spec.cpus:
+        argv += ["--cpus", spec.cpus]
+    return join([*argv, spec.image, *spec.command])
+
+
+def stop(name: str, timeout: int = 30) -> str:
+    """Stop gracefully (SIGTERM, then SIGKILL after `timeout`); fine if it is not running."""
+    return f"{join(['docker', 'stop', '--time', str(timeout), name])} >/dev/null 2>&1; true"
+
+
+def remove(name: str) -> str:
+    """Remove a container whatever its state; fine if there is none."""
+    return f"{join(['docker', 'rm', '--force', name])} >/dev/null 2>&1; true"
+
+
+def replace(spec: ContainerSpec) -> str:
+    """Stop and remove the old container of that name, then run the new one."""
+    return f"{stop(spec.name, spec.stop_timeout)}; {remove(spec.name)}; {run(spec)}"
+
+
+def ps(role: str | None = None) -> str:
+    """Our containers (running or not), one tab-separated line each."""
+    filt = f"label={LABEL_PREFIX}.role" + (f"={role}" if role else "")
+    return join(["docker", "ps", "--all", "--no-trunc", "--filter", filt, "--format", PS_FORMAT])
+
+
+def exec_(name: str, command: list[str], user: str | None = None) -> str:
+    """Run a command inside a running container."""
+    argv = ["docker", "exec", "-i"]
+    if user:
+        argv += ["--user", user]
+    return join([*argv, name, *command])
+
+
+def image_present(image: str) -> str:
+    """Exit 0 if the image is in the host's engine."""
+    return f"{join(['docker', 'image', 'inspect', '--format', '{{.Id}}', image])} >/dev/null"

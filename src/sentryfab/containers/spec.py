@@ -1,0 +1,127 @@
+"""What each role's containers are: image, command, mounts, ports, labels. Pure data.
+
+Like Kamal's command builders: this module decides, `docker.py` turns a spec into argv, and
+procedures only execute. A role's production command is its default below; an inventory
+overrides it with `command:` (the lab does, to run its Sentry-shaped stand-in).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..configs.catalog import CONFIG_ROOT
+from ..configs.context import settings, web_ports
+from ..inventory import Host, Inventory
+
+DATA_ROOT = "/var/lib/sentryfab"
+LABEL_PREFIX = "sentryfab"
+
+#: Production commands per role ({address}, {port}, {role}, settings keys are filled in).
+DEFAULT_COMMANDS: dict[str, str] = {
+    "web": "sentry run web --bind {address}:{port} --workers 1 --threads {threads}",
+    "worker": "sentry run worker --concurrency {concurrency}",
+    "cron": "sentry run cron",
+    "migrate": "sentry upgrade --noinput",
+    "redis-cache": "redis-server /etc/sentryfab/redis-cache/redis.conf",
+    "redis-queue": "redis-server /etc/sentryfab/redis-queue/redis.conf",
+    "db": "postgres -D /var/lib/sentryfab/db/data -c config_file=/etc/sentryfab/db/postgresql.conf",
+    "pgbouncer": "pgbouncer /etc/sentryfab/pgbouncer/pgbouncer.ini",
+    "nginx": "nginx -c /etc/sentryfab/nginx/nginx.conf -g 'daemon off;'",
+}
+
+#: The user a role's main process runs as inside its container (None: the image's default).
+DEFAULT_USERS: dict[str, str | None] = {
+    "db": "postgres", "pgbouncer": "postgres", "redis-cache": "redis", "redis-queue": "redis",
+}
+
+#: Sentry's roles read the same config; web, worker and cron each mount their own copy.
+SENTRY_ROLES = ("web", "worker", "cron", "migrate")
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container as it should run on a host."""
+
+    name: str
+    role: str
+    index: int
+    image: str
+    command: tuple[str, ...]
+    mounts: tuple[tuple[str, str, bool], ...]  # (host path, container path, read-only)
+    labels: tuple[tuple[str, str], ...]
+    user: str | None = None
+    port: int | None = None
+    memory: str | None = None
+    cpus: str | None = None
+    restart: str = "unless-stopped"
+    stop_timeout: int = 30
+    env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def label(self, key: str) -> str | None:
+        """The value of one of our labels."""
+        return dict(self.labels).get(f"{LABEL_PREFIX}.{key}")
+
+
+def image_ref(inv: Inventory, role: str, host: Host | None = None,
+              tag: str | None = None) -> str:
+    """'repo:tag' for a role (Sentry's helper roles use the web image)."""
+    s = settings(inv, "web" if role == "migrate" else role, host)
+    return f"{s.get('image', role)}:{tag or s.get('tag', 'latest')}"
+
+
+def container_name(role: str, index: int) -> str:
+    """Containers are named sentry-<role>-<n>."""
+    return f"sentry-{role}-{index}"
+
+
+def _command(inv: Inventory, role: str, host: Host, port: int | None) -> tuple[str, ...]:
+    s = settings(inv, "web" if role == "migrate" else role, host)
+    template = s.get("migrate_command" if role == "migrate" else "command") or \
+        DEFAULT_COMMANDS[role]
+    values: dict[str, Any] = {**s, "address": host.address, "port": port or "", "role": role}
+    return tuple(shlex.split(template.format(**values)))
+
+
+def _mounts(role: str) -> tuple[tuple[str, str, bool], ...]:
+    cfg_role = "web" if role == "migrate" else role
+    cfg = f"{CONFIG_ROOT}/{cfg_role}"
+    mounts = [(cfg, cfg, True)]
+    if role not in SENTRY_ROLES:
+        data = f"{DATA_ROOT}/{role}"
+        mounts.append((data, data, False))
+    return tuple(mounts)
+
+
+def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = None,
+              config_hash: str = "", count: int | None = None) -> list[ContainerSpec]:
+    """Every container `role` runs on `host` (web: one per process, each on its own port)."""
+    s = settings(inv, role, host)
+    tag = version or str(s.get("tag", "latest"))
+    if role == "web":
+        ports: list[int | None] = list(web_ports(inv, host))
+        if count is not None:
+            base = ports[0] if ports else int(s.get("base_port", 9000))
+            ports = [base + i for i in range(count)]
+    elif role == "worker":
+        ports = [None] * (count if count is not None else int(s.get("processes", 1)))
+    else:
+        ports = [int(s["port"]) if "port" in s else None]
+    out = []
+    for i, port in enumerate(ports, start=1):
+        labels = (
+            (f"{LABEL_PREFIX}.role", role),
+            (f"{LABEL_PREFIX}.version", tag),
+            (f"{LABEL_PREFIX}.config", config_hash),
+            (f"{LABEL_PREFIX}.index", str(i)),
+        )
+        out.append(ContainerSpec(
+            name=container_name(role, i), role=role, index=i,
+            image=image_ref(inv, role, host, tag),
+            command=_command(inv, role, host, port), mounts=_mounts(role), labels=labels,
+            user=s.get("user", DEFAULT_USERS.get(role)), port=port,
+            memory=s.get("memory"), cpus=str(s["cpus"]) if s.get("cpus") else None,
+            restart="no" if role == "migrate" else "unless-stopped",
+        ))
+    return out

@@ -1,0 +1,176 @@
+"""Config diff, push and rollback over hosts: the ordered steps, one result per host."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..configs import apply, commands, validate
+from ..configs.context import settings
+from ..configs.render import Rendered
+from ..errors import SentryfabError
+from ..inventory import Host, Inventory
+from ..remote import HostSession, Runner
+from ..results import HostResult
+from ..secrets import MASK, Secrets
+
+# In files that hold secrets, a value we do not know (an old, rotated secret on the host)
+# cannot be masked by value; anything shaped like a credential is blanked instead.
+_CREDENTIAL = re.compile(r"(?:SCRAM-SHA-256\$[^\s\"']+|md5[0-9a-f]{32}|[A-Za-z0-9_\-+/=]{20,})")
+
+
+class ValidationFailed(SentryfabError):
+    """A candidate file was rejected by its software; nothing was activated on that host."""
+
+
+@dataclass(frozen=True)
+class FileDiff:
+    """One file that would change on a host, as a masked unified diff."""
+
+    path: str
+    role: str
+    state: str  # "new" or "changed"
+    diff: str
+
+
+@dataclass
+class HostPush:
+    """What a push did on one host."""
+
+    updated: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    reloaded: list[str] = field(default_factory=list)
+    restart_pending: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        """True if any file was written or any role reloaded."""
+        return bool(self.updated or self.reloaded)
+
+
+def stamp() -> str:
+    """A UTC timestamp that sorts as text, to the microsecond (two pushes a second apart)."""
+    now = time.time()
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+
+
+def changed_files(files: list[Rendered], facts: commands.HostFacts) -> list[Rendered]:
+    """The rendered files whose checksum differs from the live one (or that are missing)."""
+    return [f for f in files if facts.sums.get(f.path) != f.sha256]
+
+
+def mask(secrets: Secrets, text: str, secret_file: bool) -> str:
+    """Blank known secret values everywhere, and credential-shaped tokens in secret files."""
+    text = secrets.mask(text)
+    return _CREDENTIAL.sub(MASK, text) if secret_file else text
+
+
+def _facts(s: HostSession, files: list[Rendered]) -> commands.HostFacts:
+    out = s.run(commands.checksums([f.path for f in files]), check=True)
+    return commands.parse_checksums(out.stdout)
+
+
+def diff(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendered]],
+         secrets: Secrets, on_done: Callable | None = None) -> list[HostResult]:
+    """Per host, the masked diffs of what a push would change; nothing is written."""
+
+    def step(s: HostSession) -> list[FileDiff]:
+        files = rendered[s.host.name]
+        out: list[FileDiff] = []
+        for f in changed_files(files, _facts(s, files)):
+            old = s.run(commands.read_file(f.path), check=True).stdout
+            lines = difflib.unified_diff(
+                mask(secrets, old, f.file.secret).splitlines(keepends=True),
+                mask(secrets, f.content, f.file.secret).splitlines(keepends=True),
+                fromfile=f"{s.host.name}:{f.path}", tofile=f"rendered:{f.path}")
+            out.append(FileDiff(f.path, f.role, "changed" if old else "new", "".join(lines)))
+        return out
+
+    return runner.each(hosts, step, on_done=on_done)
+
+
+def push(runner: Runner, inv: Inventory, hosts: list[Host], rendered: dict[str, list[Rendered]],
+         secrets: Secrets, on_done: Callable | None = None) -> list[HostResult]:
+    """Upload, validate, atomically activate and apply changed files on every host."""
+    when = stamp()
+
+    def step(s: HostSession) -> HostPush:
+        files = rendered[s.host.name]
+        facts = _facts(s, files)
+        todo = changed_files(files, facts)
+        result = HostPush(unchanged=len(files) - len(todo))
+        for f in todo:
+            s.run(commands.upload(f.path, f.file.mode, f.uid), stdin=f.content.encode(),
+                  check=True)
+        _validate_all(s, inv, todo, secrets)
+        roles = sorted({f.role for f in todo})
+        for role in roles:
+            s.run(commands.mark_pending(role, [f.path for f in todo if f.role == role]),
+                  check=True)
+        for f in todo:
+            s.run(commands.activate(f.path, when), check=True)
+            result.updated.append(f.path)
+        for role in sorted(set(roles) | (facts.pending & set(s.host.roles))):
+            if apply.needs_restart(role):
+                result.restart_pending.append(role)  # deploy restarts it, batch by batch
+                continue
+            s.run(apply.reload_command(role), check=True)
+            s.run(commands.clear_pending(role), check=True)
+            result.reloaded.append(role)
+        return result
+
+    return runner.each(hosts, step, on_done=on_done)
+
+
+def _validate_all(s: HostSession, inv: Inventory, todo: list[Rendered],
+                  secrets: Secrets) -> None:
+    """Check every candidate; if one fails, remove them all and leave the live files alone."""
+    failures: list[str] = []
+    for f in todo:
+        rs = settings(inv, f.role, s.host)
+        image = f"{rs.get('image', '')}:{rs.get('tag', 'latest')}"
+        cmd = validate.validation_command(f.file.validator, f.role,
+                                          commands.candidate_path(f.path), image)
+        if cmd is None:
+            continue
+        out = s.run(cmd)
+        if not out.ok:
+            said = (out.stderr.strip() or out.stdout.strip() or out.error or "")[-2000:]
+            failures.append(f"{f.path} rejected by {f.file.validator} check: "
+                            f"{mask(secrets, said, f.file.secret)}")
+    if failures:
+        for f in todo:
+            s.run(commands.discard(f.path))
+        raise ValidationFailed("; ".join(failures) + " (nothing activated on this host)")
+
+
+def rollback(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendered]],
+             on_done: Callable | None = None) -> list[HostResult]:
+    """Put back the previous version of each managed file, then apply as a push would."""
+    when = stamp()
+
+    def step(s: HostSession) -> HostPush:
+        result = HostPush()
+        roles: set[str] = set()
+        for f in rendered[s.host.name]:
+            kept = s.run(commands.newest_history(f.path), check=True).stdout.strip()
+            if not kept:
+                result.unchanged += 1
+                continue
+            s.run(commands.mark_pending(f.role, [f.path]), check=True)
+            s.run(commands.restore(f.path, kept, when), check=True)
+            result.updated.append(f.path)
+            roles.add(f.role)
+        for role in sorted(roles):
+            if apply.needs_restart(role):
+                result.restart_pending.append(role)
+                continue
+            s.run(apply.reload_command(role), check=True)
+            s.run(commands.clear_pending(role), check=True)
+            result.reloaded.append(role)
+        return result
+
+    return runner.each(hosts, step, on_done=on_done)

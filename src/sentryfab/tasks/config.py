@@ -1,0 +1,76 @@
+"""`fab config.diff`, `config.push`, `config.rollback`: rendered configs onto the hosts."""
+
+from __future__ import annotations
+
+import time
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from ..configs.context import initial_state
+from ..configs.render import render_all
+from ..procedures import configs as procedure
+from ..remote import DEFAULT_PARALLEL, Runner
+from ..results import all_ok
+from ..ui import configs as configs_ui
+from ..ui.progress import hosts_progress
+from ._common import handled, helps, load_inventory, load_secrets, selected
+
+_OPTS = ("roles", "hosts", "exclude", "parallel", "accept-new", "json")
+
+
+def _prepare(roles, hosts, exclude):
+    inv = load_inventory()
+    targets = [h for h in selected(inv, roles, hosts, exclude) if h.roles]
+    secrets = load_secrets(inv)
+    # Everything is rendered before any host is touched: a template error stops it all here.
+    rendered = render_all(inv, targets, secrets, initial_state(inv))
+    return inv, targets, secrets, rendered
+
+
+@task(auto_shortflags=False, help=helps(*_OPTS))
+@handled
+def diff(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, accept_new=False,
+         json=False):
+    """Show, per host, what a push would change (secrets masked); writes nothing."""
+    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
+    start = time.monotonic()
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            hosts_progress("comparing", len(targets)) as on_done:
+        results = procedure.diff(runner, targets, rendered, secrets, on_done=on_done)
+    configs_ui.show_diff(results, time.monotonic() - start, as_json=json)
+    if not all_ok(results):
+        raise Exit(code=1)
+
+
+@task(auto_shortflags=False, help=helps(*_OPTS))
+@handled
+def push(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, accept_new=False,
+         json=False):
+    """Upload changed configs, validate them, swap them in atomically, reload what changed."""
+    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
+    start = time.monotonic()
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            hosts_progress("pushing", len(targets)) as on_done:
+        results = procedure.push(runner, inv, targets, rendered, secrets, on_done=on_done)
+    configs_ui.show_push(results, time.monotonic() - start, as_json=json)
+    if not all_ok(results):
+        raise Exit(code=1)
+
+
+@task(auto_shortflags=False, help=helps(*_OPTS))
+@handled
+def rollback(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
+             accept_new=False, json=False):
+    """Put back the previous version of each config file on the selected hosts."""
+    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
+    start = time.monotonic()
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            hosts_progress("rolling back", len(targets)) as on_done:
+        results = procedure.rollback(runner, targets, rendered, on_done=on_done)
+    configs_ui.show_push(results, time.monotonic() - start, as_json=json)
+    if not all_ok(results):
+        raise Exit(code=1)
+
+
+ns = Collection("config", diff, push, rollback)
