@@ -67,10 +67,12 @@ def parse_checksums(stdout: str) -> HostFacts:
 def upload(path: str, mode: int, uid: int) -> str:
     """Write stdin to the candidate file: private from the first byte, then owned and synced."""
     cand = candidate_path(path)
+    d = join([posixpath.dirname(path)])
+    # The folder stays traversable by the service user; the files in it carry their own mode.
     return (
-        f"umask 077 && mkdir -p {join([posixpath.dirname(path)])} && "
+        f"mkdir -p {d} && chmod 755 {d} && umask 077 && "
         f"cat > {join([cand])} && "
-        f"chown {uid}:{uid} {join([cand])} && chmod {mode:o} {join([cand])} && "
+        f"chown {uid} {join([cand])} && chmod {mode:o} {join([cand])} && "
         f"sync {join([cand])}"
     )
 

@@ -113,16 +113,21 @@ def push(runner: Runner, inv: Inventory, hosts: list[Host], rendered: dict[str, 
         for f in todo:
             s.run(commands.activate(f.path, when), check=True)
             result.updated.append(f.path)
-        for role in sorted(set(roles) | (facts.pending & set(s.host.roles))):
-            if apply.needs_restart(role):
-                result.restart_pending.append(role)  # deploy restarts it, batch by batch
-                continue
-            s.run(apply.reload_command(role), check=True)
-            s.run(commands.clear_pending(role), check=True)
-            result.reloaded.append(role)
+        _apply(s, set(roles) | (facts.pending & set(s.host.roles)), result)
         return result
 
     return runner.each(hosts, step, on_done=on_done)
+
+
+def _apply(s: HostSession, roles: set[str], result: HostPush) -> None:
+    """Reload what reloads; leave a restart pending for deploy, which does it batch by batch."""
+    for role in sorted(roles):
+        if apply.needs_restart(role):
+            result.restart_pending.append(role)
+            continue
+        s.run(apply.reload_command(role), check=True)
+        s.run(commands.clear_pending(role), check=True)
+        result.reloaded.append(role)
 
 
 def _validate_all(s: HostSession, inv: Inventory, todo: list[Rendered],
@@ -138,7 +143,8 @@ def _validate_all(s: HostSession, inv: Inventory, todo: list[Rendered],
             continue
         out = s.run(cmd)
         if not out.ok:
-            said = (out.stderr.strip() or out.stdout.strip() or out.error or "")[-2000:]
+            said = "\n".join((out.stderr.strip() or out.stdout.strip() or out.error or "")
+                              .splitlines()[-6:])
             failures.append(f"{f.path} rejected by {f.file.validator} check: "
                             f"{mask(secrets, said, f.file.secret)}")
     if failures:
@@ -164,13 +170,7 @@ def rollback(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendere
             s.run(commands.restore(f.path, kept, when), check=True)
             result.updated.append(f.path)
             roles.add(f.role)
-        for role in sorted(roles):
-            if apply.needs_restart(role):
-                result.restart_pending.append(role)
-                continue
-            s.run(apply.reload_command(role), check=True)
-            s.run(commands.clear_pending(role), check=True)
-            result.reloaded.append(role)
+        _apply(s, roles, result)
         return result
 
     return runner.each(hosts, step, on_done=on_done)

@@ -28,19 +28,26 @@ def _prepare(roles, hosts, exclude):
     return inv, targets, secrets, rendered
 
 
+def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, show, json):
+    """Render, then run one procedure over the selected hosts and show its results."""
+    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
+    start = time.monotonic()
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            hosts_progress(verb, len(targets)) as on_done:
+        results = run(runner, inv, targets, rendered, secrets, on_done)
+    show(results, time.monotonic() - start, as_json=json)
+    if not all_ok(results):
+        raise Exit(code=1)
+
+
 @task(auto_shortflags=False, help=helps(*_OPTS))
 @handled
 def diff(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, accept_new=False,
          json=False):
     """Show, per host, what a push would change (secrets masked); writes nothing."""
-    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
-    start = time.monotonic()
-    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
-            hosts_progress("comparing", len(targets)) as on_done:
-        results = procedure.diff(runner, targets, rendered, secrets, on_done=on_done)
-    configs_ui.show_diff(results, time.monotonic() - start, as_json=json)
-    if not all_ok(results):
-        raise Exit(code=1)
+    _over_hosts("comparing", roles, hosts, exclude, parallel, accept_new,
+                lambda r, inv, t, rd, sec, cb: procedure.diff(r, t, rd, sec, on_done=cb),
+                configs_ui.show_diff, json)
 
 
 @task(auto_shortflags=False, help=helps(*_OPTS))
@@ -48,14 +55,9 @@ def diff(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, acc
 def push(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, accept_new=False,
          json=False):
     """Upload changed configs, validate them, swap them in atomically, reload what changed."""
-    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
-    start = time.monotonic()
-    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
-            hosts_progress("pushing", len(targets)) as on_done:
-        results = procedure.push(runner, inv, targets, rendered, secrets, on_done=on_done)
-    configs_ui.show_push(results, time.monotonic() - start, as_json=json)
-    if not all_ok(results):
-        raise Exit(code=1)
+    _over_hosts("pushing", roles, hosts, exclude, parallel, accept_new,
+                lambda r, inv, t, rd, sec, cb: procedure.push(r, inv, t, rd, sec, on_done=cb),
+                configs_ui.show_push, json)
 
 
 @task(auto_shortflags=False, help=helps(*_OPTS))
@@ -63,14 +65,9 @@ def push(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, acc
 def rollback(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
              accept_new=False, json=False):
     """Put back the previous version of each config file on the selected hosts."""
-    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
-    start = time.monotonic()
-    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
-            hosts_progress("rolling back", len(targets)) as on_done:
-        results = procedure.rollback(runner, targets, rendered, on_done=on_done)
-    configs_ui.show_push(results, time.monotonic() - start, as_json=json)
-    if not all_ok(results):
-        raise Exit(code=1)
+    _over_hosts("rolling back", roles, hosts, exclude, parallel, accept_new,
+                lambda r, inv, t, rd, sec, cb: procedure.rollback(r, t, rd, on_done=cb),
+                configs_ui.show_push, json)
 
 
 ns = Collection("config", diff, push, rollback)

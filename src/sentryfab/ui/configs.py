@@ -22,6 +22,13 @@ def _diff_text(diff: str) -> Text:
     return text
 
 
+def _failed(r: HostResult) -> bool:
+    """Print a host that is not ok; True if it was one."""
+    if not r.ok:
+        out.print(Text(f"{r.host.name}: {r.status}: {r.error}", style=STATUS_STYLE[r.status]))
+    return not r.ok
+
+
 def show_diff(results: list[HostResult], seconds: float, as_json: bool = False) -> None:
     """Every host's pending changes (already masked), then which hosts are up to date."""
     if as_json:
@@ -31,8 +38,7 @@ def show_diff(results: list[HostResult], seconds: float, as_json: bool = False) 
         return
     same: list[str] = []
     for r in results:
-        if not r.ok:
-            out.print(Text(f"{r.host.name}: {r.status}: {r.error}", style=STATUS_STYLE[r.status]))
+        if _failed(r):
             continue
         diffs: list[FileDiff] = r.value
         if not diffs:
@@ -55,21 +61,23 @@ def show_push(results: list[HostResult], seconds: float, as_json: bool = False) 
         return
     same: list[str] = []
     for r in results:
-        if not r.ok:
-            out.print(Text(f"{r.host.name}: {r.status}: {r.error}", style=STATUS_STYLE[r.status]))
+        if _failed(r):
             continue
         p: HostPush = r.value
         if not p.changed and not p.restart_pending:
             same.append(r.host.name)
             continue
-        line = Text(f"{r.host.name}: ", style="bold")
+        parts = []
         if p.updated:
-            line.append(f"updated {', '.join(p.updated)}", style="yellow")
+            parts.append((f"updated {', '.join(p.updated)}", "yellow"))
         if p.reloaded:
-            line.append(f"; reloaded {', '.join(p.reloaded)}", style="green")
+            parts.append((f"reloaded {', '.join(p.reloaded)}", "green"))
         if p.restart_pending:
-            line.append(f"; restart pending for {', '.join(p.restart_pending)} "
-                        f"(fab deploy restarts it)", style="magenta")
+            parts.append((f"restart pending for {', '.join(p.restart_pending)} "
+                          "(fab deploy restarts it)", "magenta"))
+        line = Text(f"{r.host.name}: ", style="bold")
+        for i, (words, style) in enumerate(parts):
+            line.append(("; " if i else "") + words, style=style)
         out.print(line)
     if same:
         out.print(Text(f"unchanged: {fold_names(same)}", style="green"))

@@ -1,0 +1,65 @@
+"""Container specs per role and the docker commands built from them (exact strings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sentryfab import inventory
+from sentryfab.containers import docker
+from sentryfab.containers.spec import specs_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return inventory.load(REPO / "hosts.yaml")
+
+
+def test_web_runs_one_container_per_process_each_on_its_own_port(ref):
+    specs = specs_for(ref, ref.host("web-1"), "web", config_hash="abc")
+    assert [(s.name, s.port) for s in specs] == [(f"sentry-web-{i}", 9000 + i - 1)
+                                                 for i in range(1, 9)]
+    assert specs[0].command == ("sentry", "run", "web", "--bind", "10.20.1.11:9000",
+                                "--workers", "1", "--threads", "4")
+    assert docker.run(specs[0]) == (
+        "docker run --detach --name sentry-web-1 --network host --restart unless-stopped "
+        "--stop-timeout 30 --log-opt max-size=50m --log-opt max-file=3 "
+        "--label sentryfab.role=web --label sentryfab.version=24.1.0 "
+        "--label sentryfab.config=abc --label sentryfab.index=1 "
+        "--volume /etc/sentryfab/web:/etc/sentryfab/web:ro "
+        "getsentry/sentry:24.1.0 sentry run web --bind 10.20.1.11:9000 --workers 1 --threads 4"
+    )
+
+
+def test_worker_count_and_scaling(ref):
+    assert len(specs_for(ref, ref.host("worker-1"), "worker")) == 4
+    assert len(specs_for(ref, ref.host("worker-1"), "worker", count=6)) == 6
+
+
+def test_db_has_its_data_volume_and_runs_as_postgres(ref):
+    [spec] = specs_for(ref, ref.host("db-1"), "db", version="15.5")
+    assert docker.run(spec) == (
+        "docker run --detach --name sentry-db-1 --network host --restart unless-stopped "
+        "--stop-timeout 30 --log-opt max-size=50m --log-opt max-file=3 "
+        "--label sentryfab.role=db --label sentryfab.version=15.5 --label sentryfab.config= "
+        "--label sentryfab.index=1 --volume /etc/sentryfab/db:/etc/sentryfab/db:ro "
+        "--volume /var/lib/sentryfab/db:/var/lib/sentryfab/db --user postgres postgres:15.5 "
+        "postgres -D /var/lib/sentryfab/db/data -c config_file=/etc/sentryfab/db/postgresql.conf"
+    )
+
+
+def test_nginx_command_keeps_its_quoted_argument(ref):
+    [spec] = specs_for(ref, ref.host("lb-1"), "nginx")
+    assert spec.command[-2:] == ("-g", "daemon off;")
+    assert docker.run(spec).endswith("nginx -c /etc/sentryfab/nginx/nginx.conf -g 'daemon off;'")
+
+
+def test_stop_remove_ps_are_tolerant_and_exact():
+    assert docker.stop("sentry-web-1", 10) == \
+        "docker stop --time 10 sentry-web-1 >/dev/null 2>&1; true"
+    assert docker.remove("sentry-web-1") == "docker rm --force sentry-web-1 >/dev/null 2>&1; true"
+    assert docker.ps("web").startswith(
+        "docker ps --all --no-trunc --filter label=sentryfab.role=web --format ")
