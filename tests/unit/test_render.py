@@ -350,3 +350,17 @@ def test_sentry_yaml_check_accepts_the_render_and_rejects_a_broken_one(tmp_path)
     bad.write_text(good.read_text().replace("redis.clusters:", "redis.clusters: ["))
     r = _run(validate.YAML_CHECK, bad, *validate.SENTRY_OPTIONS)
     assert r.returncode == 1 and "ParserError" in r.stderr
+
+
+def test_drained_web_processes_are_marked_down_in_nginx(fake):
+    from sentryfab.configs.context import initial_state
+    from sentryfab.configs.render import render_all
+
+    inv = inventory.load(REFERENCE)
+    drained = frozenset({"10.20.1.11:9000", "10.20.1.11:9001"})
+    [f] = render_all(inv, [inv.host("lb-1")], fake, initial_state(inv), drained=drained)["lb-1"]
+    down = [line.strip() for line in f.content.splitlines() if " down;" in line]
+    assert down == [
+        "server 10.20.1.11:9000 max_fails=2 fail_timeout=10s down;  # web-1 (drained for a deploy)",
+        "server 10.20.1.11:9001 max_fails=2 fail_timeout=10s down;  # web-1 (drained for a deploy)",
+    ]

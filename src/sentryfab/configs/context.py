@@ -110,9 +110,15 @@ def statsd(inv: Inventory) -> dict[str, Any] | None:
     return {"host": host or str(raw), "port": int(port) if port.isdigit() else 8125}
 
 
-def build(inv: Inventory, host: Host, role: str, state: ClusterState) -> dict[str, Any]:
-    """Everything a role's templates may use on this host (secrets come separately)."""
+def build(inv: Inventory, host: Host, role: str, state: ClusterState,
+          drained: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Everything a role's templates may use on this host (secrets come separately).
+
+    `drained` holds 'address:port' of web processes that nginx must not send requests to
+    (taken out of rotation while a deploy replaces them).
+    """
     return {
+        "drained": drained,
         "cluster": inv.cluster,
         "host": {"name": host.name, "address": host.address, "roles": list(host.roles)},
         "role": role,

@@ -60,8 +60,9 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
 
 
 def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: ClusterState,
-               templates: Path = TEMPLATES) -> dict[str, list[Rendered]]:
-    """Render every file of every role of every host; RenderError lists all failures."""
+               templates: Path = TEMPLATES, drained: frozenset[str] = frozenset(),
+               roles: tuple[str, ...] | None = None) -> dict[str, list[Rendered]]:
+    """Render every file of every role (or of `roles`) of every host; RenderError lists all."""
     env = environment(templates)
     _add_secret_helpers(env, secrets)
     out: dict[str, list[Rendered]] = {}
@@ -69,7 +70,9 @@ def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: Clust
     for host in hosts:
         files: list[Rendered] = []
         for role in host.roles:
-            ctx = context.build(inv, host, role, state)
+            if roles is not None and role not in roles:
+                continue
+            ctx = context.build(inv, host, role, state, drained)
             for f in ROLE_FILES[role]:
                 try:
                     text = env.get_template(f.template).render(ctx)
