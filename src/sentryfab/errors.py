@@ -35,3 +35,23 @@ class RemoteError(SentryfabError):
 
 class LabError(SentryfabError):
     """The local lab could not be built, started or removed."""
+
+
+class RenderError(SentryfabError):
+    """One or more templates could not be rendered; nothing was pushed."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("cannot render the configs:\n  " + "\n  ".join(problems))
+
+
+class Interrupted(SentryfabError):
+    """Ctrl-C during a fan-out; `results` (HostResult list) says what ran where."""
+
+    exit_code = 130
+
+    def __init__(self, results: list):
+        self.results = results
+        super().__init__("interrupted: no new host was started, open connections were closed")

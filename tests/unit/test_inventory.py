@@ -108,9 +108,10 @@ def test_no_cron_with_sentry_roles(write_inventory):
 
 
 def test_yaml_syntax_error_names_the_line(write_inventory):
-    assert problems(write_inventory, "hosts:\n  web-1: {address: [\n") == [
-        "hosts.yaml:3: not valid YAML: expected the node content, but found '<stream end>'",
-    ]
+    [problem] = problems(write_inventory, "hosts:\n  web-1: {address: [\n")
+    # The wording is libyaml's or PyYAML's; the place is ours.
+    assert problem.startswith("hosts.yaml:3: not valid YAML: ")
+    assert "node content" in problem
 
 
 def test_missing_file_says_how_to_point_at_one(tmp_path):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jinja2
 
-from ..errors import SentryfabError
+from ..errors import RenderError
 from ..inventory import Host, Inventory
 from ..secrets import SecretError, Secrets
 from . import context
@@ -18,16 +18,6 @@ from .catalog import ROLE_FILES, ConfigFile, remote_path
 from .context import ClusterState
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
-
-
-class RenderError(SentryfabError):
-    """One or more templates could not be rendered; nothing was pushed."""
-
-    exit_code = 2
-
-    def __init__(self, problems: list[str]):
-        self.problems = problems
-        super().__init__("cannot render the configs:\n  " + "\n  ".join(problems))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 
 from fabric import Connection
 
-from ..errors import SentryfabError
+from ..errors import Interrupted, SentryfabError
 from ..inventory import Host, Inventory
 from ..results import HostResult, stderr_tail
 from ..shell import script, sudo
@@ -26,16 +26,6 @@ DEFAULT_PARALLEL = 32
 
 #: Called as each host finishes (for progress displays).
 DoneCallback = Callable[[HostResult], None]
-
-
-class Interrupted(SentryfabError):
-    """Ctrl-C during a fan-out; `results` says what ran where."""
-
-    exit_code = 130
-
-    def __init__(self, results: list[HostResult]):
-        self.results = results
-        super().__init__("interrupted: no new host was started, open connections were closed")
 
 
 class Runner:

@@ -5,21 +5,21 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 
-from .. import inventory, secrets
-from ..configs.render import RenderError
-from ..errors import SentryfabError
-from ..inventory import Host, Inventory
-from ..remote import Interrupted
-from ..secrets import Secrets
-from ..selection import Selection, select
-from ..ui import console
-from ..ui import run as run_ui
+from ..errors import Interrupted, RenderError, SentryfabError
+
+# Task modules import their procedures and the rich-based ui inside the task bodies: `fab`
+# starts a new interpreter per command, and `fab run` should not pay for Jinja2 or the lab.
+if TYPE_CHECKING:
+    from ..inventory import Host, Inventory
+    from ..secrets import Secrets
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_PARALLEL = 32  # the same as remote.DEFAULT_PARALLEL, without importing paramiko
 
 #: --help texts shared by every task that selects hosts.
 SELECT_HELP = {
@@ -47,16 +47,25 @@ def handled(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except Interrupted as e:
+            from ..ui import console
+            from ..ui import run as run_ui
+
             run_ui.report(e.results, None, show_output=False)
             console.error(e)
             raise Exit(code=e.exit_code) from None
         except RenderError as e:
+            from ..ui import console
+
             console.error_list("cannot render the configs", e.problems)
             raise Exit(code=e.exit_code) from None
         except SentryfabError as e:
+            from ..ui import console
+
             console.error(e)
             raise Exit(code=e.exit_code) from None
         except KeyboardInterrupt:
+            from ..ui import console
+
             console.err.print("[red]interrupted[/]")
             raise Exit(code=130) from None
 
@@ -65,6 +74,8 @@ def handled(fn: F) -> F:
 
 def load_inventory() -> Inventory:
     """The inventory named by $SENTRYFAB_INVENTORY or ./hosts.yaml."""
+    from .. import inventory
+
     return inventory.load()
 
 
@@ -79,10 +90,14 @@ def secrets_path(inv: Inventory) -> Path | None:
 
 def load_secrets(inv: Inventory) -> Secrets:
     """Secrets from the inventory's file and SENTRYFAB_SECRET_* variables."""
+    from .. import secrets
+
     return secrets.load(secrets_path(inv))
 
 
 def selected(inv: Inventory, roles: str | None, hosts: str | None,
              exclude: str | None) -> list[Host]:
     """The hosts picked by --roles/--hosts/--exclude (all when none is given)."""
+    from ..selection import Selection, select
+
     return select(inv, Selection(roles=roles, hosts=hosts, exclude=exclude))

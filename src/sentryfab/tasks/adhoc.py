@@ -7,18 +7,15 @@ import time
 from invoke import task
 from invoke.exceptions import Exit
 
-from ..remote import DEFAULT_PARALLEL, Runner
-from ..results import all_ok
-from ..ui import hosts as hosts_ui
-from ..ui import run as run_ui
-from ..ui.progress import hosts_progress
-from ._common import handled, helps, load_inventory, selected
+from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, selected
 
 
 @task(name="hosts", auto_shortflags=False, help=helps("roles", "hosts", "exclude", "json"))
 @handled
 def hosts_(c, roles=None, hosts=None, exclude=None, json=False):
     """List the selected hosts with their roles and addresses."""
+    from ..ui import hosts as hosts_ui
+
     inv = load_inventory()
     hosts_ui.show(inv, selected(inv, roles, hosts, exclude), as_json=json)
 
@@ -34,6 +31,11 @@ def hosts_(c, roles=None, hosts=None, exclude=None, json=False):
 def run_(c, command, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
          sudo=False, timeout=None, json=False, stream=False, accept_new=False):
     """Run a shell command on the selected hosts; output grouped per host."""
+    from ..remote import Runner
+    from ..results import all_ok
+    from ..ui import run as run_ui
+    from ..ui.progress import hosts_progress
+
     inv = load_inventory()
     targets = selected(inv, roles, hosts, exclude)
     limit = float(timeout) if timeout else inv.ssh.command_timeout

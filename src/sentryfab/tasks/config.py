@@ -7,19 +7,15 @@ import time
 from invoke import Collection, task
 from invoke.exceptions import Exit
 
-from ..configs.context import initial_state
-from ..configs.render import render_all
-from ..procedures import configs as procedure
-from ..remote import DEFAULT_PARALLEL, Runner
-from ..results import all_ok
-from ..ui import configs as configs_ui
-from ..ui.progress import hosts_progress
-from ._common import handled, helps, load_inventory, load_secrets, selected
+from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secrets, selected
 
 _OPTS = ("roles", "hosts", "exclude", "parallel", "accept-new", "json")
 
 
 def _prepare(roles, hosts, exclude):
+    from ..configs.context import initial_state
+    from ..configs.render import render_all
+
     inv = load_inventory()
     targets = [h for h in selected(inv, roles, hosts, exclude) if h.roles]
     secrets = load_secrets(inv)
@@ -30,6 +26,10 @@ def _prepare(roles, hosts, exclude):
 
 def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, show, json):
     """Render, then run one procedure over the selected hosts and show its results."""
+    from ..remote import Runner
+    from ..results import all_ok
+    from ..ui.progress import hosts_progress
+
     inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
     start = time.monotonic()
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
@@ -45,6 +45,9 @@ def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, sho
 def diff(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, accept_new=False,
          json=False):
     """Show, per host, what a push would change (secrets masked); writes nothing."""
+    from ..procedures import configs as procedure
+    from ..ui import configs as configs_ui
+
     _over_hosts("comparing", roles, hosts, exclude, parallel, accept_new,
                 lambda r, inv, t, rd, sec, cb: procedure.diff(r, t, rd, sec, on_done=cb),
                 configs_ui.show_diff, json)
@@ -55,6 +58,9 @@ def diff(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, acc
 def push(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, accept_new=False,
          json=False):
     """Upload changed configs, validate them, swap them in atomically, reload what changed."""
+    from ..procedures import configs as procedure
+    from ..ui import configs as configs_ui
+
     _over_hosts("pushing", roles, hosts, exclude, parallel, accept_new,
                 lambda r, inv, t, rd, sec, cb: procedure.push(r, inv, t, rd, sec, on_done=cb),
                 configs_ui.show_push, json)
@@ -65,6 +71,9 @@ def push(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, acc
 def rollback(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
              accept_new=False, json=False):
     """Put back the previous version of each config file on the selected hosts."""
+    from ..procedures import configs as procedure
+    from ..ui import configs as configs_ui
+
     _over_hosts("rolling back", roles, hosts, exclude, parallel, accept_new,
                 lambda r, inv, t, rd, sec, cb: procedure.rollback(r, t, rd, on_done=cb),
                 configs_ui.show_push, json)

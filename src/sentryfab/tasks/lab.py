@@ -7,9 +7,7 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from sentryfab import lab
 from sentryfab.tasks._common import handled
-from sentryfab.ui import lab as lab_ui
 
 
 def repo_root() -> Path:
@@ -23,6 +21,9 @@ def repo_root() -> Path:
 @handled
 def up(c, hosts=0):
     """Bring the lab up, or fix what is missing: role hosts (sshd + Docker) and scale hosts."""
+    from sentryfab import lab
+    from sentryfab.ui import lab as lab_ui
+
     lab.require_lab_machine()
     lab_ui.show_up(lab.up(int(hosts), repo_root(), on_step=lab_ui.step_printer()))
 
@@ -31,6 +32,9 @@ def up(c, hosts=0):
 @handled
 def down(c):
     """Remove the lab: processes, namespaces, links, state; keeps the key and cached image."""
+    from sentryfab import lab
+    from sentryfab.ui import lab as lab_ui
+
     lab.require_lab_machine()
     lab_ui.show_down(lab.down(repo_root(), on_step=lab_ui.step_printer()))
 
@@ -39,6 +43,9 @@ def down(c):
 @handled
 def status(c, json=False):
     """Show each lab host: network, sshd, Docker engine, image."""
+    from sentryfab import lab
+    from sentryfab.ui import lab as lab_ui
+
     lab.require_lab_machine()
     lab_ui.show_status(lab.status(), as_json=json)
 
@@ -49,6 +56,8 @@ def status(c, json=False):
 @handled
 def ssh(c, host, command=None):
     """Open an ssh session on a lab host (host keys checked against lab/known_hosts)."""
+    from sentryfab import lab
+
     argv = lab.ssh_argv(host, repo_root(), command)
     os.execvp(argv[0], argv)
 

@@ -6,8 +6,6 @@ from pathlib import Path
 
 from invoke import Collection, task
 
-from .. import secrets as secrets_mod
-from ..ui import console
 from ._common import handled, load_inventory, secrets_path
 
 
@@ -18,6 +16,9 @@ from ._common import handled, load_inventory, secrets_path
 @handled
 def generate(c, path=None, force=False):
     """Write new random secrets (Sentry key, database and admin passwords), mode 0600."""
+    from .. import secrets as secrets_mod
+    from ..ui import console
+
     target = Path(path).expanduser() if path else secrets_path(load_inventory())
     if target is None:
         raise secrets_mod.SecretError("no path: pass --path or set 'secrets:' in the inventory")

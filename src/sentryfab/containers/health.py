@@ -1,0 +1,90 @@
+"""Health checks per role: one shell command each, run on the host, exit 0 when healthy.
+
+A check is retried on the host itself until its deadline (one round trip, not one per try).
+Secrets a check needs travel on stdin, never in argv (argv is visible in `ps`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..configs.context import settings
+from ..inventory import Host, Inventory
+from ..shell import join
+from .spec import ContainerSpec
+
+#: A container must have run this long without restarting to count as up.
+STABLE_SECONDS = 3
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A check command, the secret it reads on stdin (if any), and what it proves."""
+
+    command: str
+    what: str
+    stdin: bytes | None = None
+
+
+def _running(name: str) -> str:
+    # Running, never restarted, and up for STABLE_SECONDS: a crash-looping container fails.
+    fmt = "{{.State.Running}} {{.RestartCount}}"
+    return (f"[ \"$({join(['docker', 'inspect', '--format', fmt, name])} 2>/dev/null)\" "
+            f"= 'true 0' ]")
+
+
+def _http(url: str) -> str:
+    return join(["curl", "-fsS", "--max-time", "3", "-o", "/dev/null", url])
+
+
+def check(inv: Inventory, host: Host, role: str, specs: list[ContainerSpec],
+          secret: str = "", primary: str | None = None) -> HealthCheck:
+    """The health check of `role` on `host` once `specs` are started."""
+    s = settings(inv, role, host)
+    names = [sp.name for sp in specs]
+    running = " && ".join(_running(n) for n in names)
+    extra = s.get("health_command")
+    if role == "web":
+        urls = [f"http://{host.address}:{sp.port}/_health/" for sp in specs]
+        return HealthCheck(" && ".join(_http(u) for u in urls),
+                           f"/_health/ answers 200 on {len(urls)} web process(es)")
+    if role == "nginx":
+        url = f"http://{host.address}:{int(s['port'])}/nginx_status"
+        return HealthCheck(f"{running} && {_http(url)}", "nginx answers on /nginx_status")
+    if role in ("redis-cache", "redis-queue"):
+        cli = (f"REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -h {host.address} "
+               f"-p {int(s['port'])}")
+        script = f"{cli} PING | grep -qx PONG && {cli} ROLE | head -n 1 | grep -qx master"
+        return HealthCheck(join(["docker", "exec", "-i", names[0], "sh", "-c", script]),
+                           "redis answers PING as a master", secret.encode())
+    if role == "pgbouncer":
+        script = (f"PGPASSWORD=$(cat) psql -h {host.address} -p {int(s['port'])} -U pgbouncer "
+                  "-d pgbouncer -Atc 'SHOW POOLS' >/dev/null")
+        return HealthCheck(join(["docker", "exec", "-i", names[0], "sh", "-c", script]),
+                           "PgBouncer answers SHOW POOLS on its admin console", secret.encode())
+    if role == "db":
+        psql = ["docker", "exec", "--user", "postgres", names[0], "psql", "-Atc"]
+        if primary is None or primary == host.name:
+            sql = "select not pg_is_in_recovery()"
+            what = "PostgreSQL accepts connections as the primary"
+        else:
+            sql = "select status = 'streaming' from pg_stat_wal_receiver"
+            what = "PostgreSQL replica is streaming from the primary"
+        return HealthCheck(f"[ \"$({join(psql + [sql])} 2>/dev/null)\" = t ]", what)
+    command = running
+    if extra:
+        command += " && " + " && ".join(join(["docker", "exec", n, "sh", "-c", extra])
+                                        for n in names)
+    return HealthCheck(command, f"{len(names)} {role} container(s) up and stable"
+                       + (" and their health command passes" if extra else ""))
+
+
+def until_healthy(hc: HealthCheck, timeout: float, interval: float = 1.0) -> str:
+    """Retry the check on the host until it passes or `timeout` seconds have gone by."""
+    tries = max(1, int(timeout / interval))
+    # The secret arrives once on stdin and is fed again to each try by printf, a shell
+    # builtin: it never shows in a process list.
+    head = "SECRET=$(cat); " if hc.stdin is not None else "SECRET=; "
+    return (f"{head}sleep {STABLE_SECONDS}; i=0; while [ $i -lt {tries} ]; do "
+            f"if printf %s \"$SECRET\" | {{ {hc.command}; }} >/dev/null 2>&1; then exit 0; fi; "
+            f"i=$((i+1)); sleep {interval:g}; done; exit 1")

@@ -1,0 +1,1 @@
+"""Pure plans: rollout batches, deploy order, failover steps, capacity math."""
