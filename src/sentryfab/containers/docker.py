@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..shell import join
 from .spec import LABEL_PREFIX, ContainerSpec
 
@@ -63,3 +65,40 @@ def exec_(name: str, command: list[str], user: str | None = None) -> str:
 def image_present(image: str) -> str:
     """Exit 0 if the image is in the host's engine."""
     return f"{join(['docker', 'image', 'inspect', '--format', '{{.Id}}', image])} >/dev/null"
+
+
+@dataclass(frozen=True)
+class Running:
+    """One of our containers as `docker ps` shows it."""
+
+    name: str
+    state: str
+    image: str
+    role: str
+    version: str
+    config: str
+
+    @property
+    def up(self) -> bool:
+        """True if the container is running."""
+        return self.state == "running"
+
+
+def parse_ps(stdout: str) -> list[Running]:
+    """Parse the output of ps()."""
+    out = []
+    for line in stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) == 6:
+            out.append(Running(*parts))
+    return out
+
+
+def run_once(spec: ContainerSpec) -> str:
+    """Run a one-off container to completion (migrations), removed afterwards."""
+    argv = ["docker", "run", "--rm", "--name", spec.name, "--network", "host"]
+    for host_path, container_path, ro in spec.mounts:
+        argv += ["--volume", f"{host_path}:{container_path}" + (":ro" if ro else "")]
+    if spec.user:
+        argv += ["--user", spec.user]
+    return join([*argv, spec.image, *spec.command])

@@ -52,9 +52,9 @@ def check(inv: Inventory, host: Host, role: str, specs: list[ContainerSpec],
         url = f"http://{host.address}:{int(s['port'])}/nginx_status"
         return HealthCheck(f"{running} && {_http(url)}", "nginx answers on /nginx_status")
     if role in ("redis-cache", "redis-queue"):
-        cli = (f"REDISCLI_AUTH=$(cat) redis-cli --no-auth-warning -h {host.address} "
-               f"-p {int(s['port'])}")
-        script = f"{cli} PING | grep -qx PONG && {cli} ROLE | head -n 1 | grep -qx master"
+        cli = f"redis-cli --no-auth-warning -h {host.address} -p {int(s['port'])}"
+        script = (f'REDISCLI_AUTH="$(cat)"; export REDISCLI_AUTH; '
+                  f"{cli} PING | grep -qx PONG && {cli} ROLE | head -n 1 | grep -qx master")
         return HealthCheck(join(["docker", "exec", "-i", names[0], "sh", "-c", script]),
                            "redis answers PING as a master", secret.encode())
     if role == "pgbouncer":

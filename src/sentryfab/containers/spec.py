@@ -125,3 +125,14 @@ def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = No
             restart="no" if role == "migrate" else "unless-stopped",
         ))
     return out
+
+
+def prepare_dirs(inv: Inventory, host: Host, role: str) -> str:
+    """The role's config folder traversable, its data folder owned by the service user."""
+    cfg = f"{CONFIG_ROOT}/{'web' if role == 'migrate' else role}"
+    cmd = f"mkdir -p {shlex.quote(cfg)} && chmod 755 {shlex.quote(cfg)}"
+    if role not in SENTRY_ROLES:
+        uid = int(settings(inv, role, host).get("uid", 0))
+        data = f"{DATA_ROOT}/{role}"
+        cmd += f" && mkdir -p {shlex.quote(data)} && chown {uid} {shlex.quote(data)}"
+    return cmd

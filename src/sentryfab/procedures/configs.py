@@ -92,31 +92,33 @@ def diff(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendered]],
     return runner.each(hosts, step, on_done=on_done)
 
 
+def push_host(s: HostSession, inv: Inventory, files: list[Rendered], secrets: Secrets,
+              when: str) -> HostPush:
+    """The push protocol on one host (see configs.commands): only changed files, validated,
+    swapped in atomically, then applied."""
+    facts = _facts(s, files)
+    todo = changed_files(files, facts)
+    result = HostPush(unchanged=len(files) - len(todo))
+    for f in todo:
+        s.run(commands.upload(f.path, f.file.mode, f.uid), stdin=f.content.encode(), check=True)
+    _validate_all(s, inv, todo, secrets)
+    roles = sorted({f.role for f in todo})
+    for role in roles:
+        s.run(commands.mark_pending(role, [f.path for f in todo if f.role == role]), check=True)
+    for f in todo:
+        s.run(commands.activate(f.path, when), check=True)
+        result.updated.append(f.path)
+    touched = {f.role for f in files}
+    _apply(s, set(roles) | (facts.pending & touched), result)
+    return result
+
+
 def push(runner: Runner, inv: Inventory, hosts: list[Host], rendered: dict[str, list[Rendered]],
          secrets: Secrets, on_done: Callable | None = None) -> list[HostResult]:
     """Upload, validate, atomically activate and apply changed files on every host."""
     when = stamp()
-
-    def step(s: HostSession) -> HostPush:
-        files = rendered[s.host.name]
-        facts = _facts(s, files)
-        todo = changed_files(files, facts)
-        result = HostPush(unchanged=len(files) - len(todo))
-        for f in todo:
-            s.run(commands.upload(f.path, f.file.mode, f.uid), stdin=f.content.encode(),
-                  check=True)
-        _validate_all(s, inv, todo, secrets)
-        roles = sorted({f.role for f in todo})
-        for role in roles:
-            s.run(commands.mark_pending(role, [f.path for f in todo if f.role == role]),
-                  check=True)
-        for f in todo:
-            s.run(commands.activate(f.path, when), check=True)
-            result.updated.append(f.path)
-        _apply(s, set(roles) | (facts.pending & set(s.host.roles)), result)
-        return result
-
-    return runner.each(hosts, step, on_done=on_done)
+    return runner.each(hosts, lambda s: push_host(s, inv, rendered[s.host.name], secrets, when),
+                       on_done=on_done)
 
 
 def _apply(s: HostSession, roles: set[str], result: HostPush) -> None:

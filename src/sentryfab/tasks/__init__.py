@@ -2,11 +2,12 @@
 
 from invoke import Collection
 
-from . import adhoc, config, lab, secrets
+from . import adhoc, config, deploy, lab, secrets
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
 ns.add_task(adhoc.run_)
 ns.add_collection(config.ns)
+ns.add_collection(deploy.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(secrets.ns)

@@ -1,0 +1,328 @@
+"""Deploys: configs pushed and containers replaced batch by batch, each batch health-gated.
+
+For one role: find the hosts whose containers differ from what they should be (version,
+config, count, a restart left pending), split them into batches, and for each batch push
+its configs, replace its containers and wait for the health check. A batch with more
+failed hosts than --max-fail stops the rollout: its failed hosts go back to the version
+they ran, hosts not reached yet are left untouched. Web hosts leave nginx's rotation
+before their processes stop and rejoin once healthy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..configs import commands as cfg
+from ..configs.catalog import ROLE_FILES
+from ..configs.context import ClusterState, settings
+from ..configs.render import Rendered, render_all, scram_sha256
+from ..containers import docker, health, postgres
+from ..containers.spec import ContainerSpec, prepare_dirs, specs_for
+from ..errors import SentryfabError
+from ..inventory import Host, Inventory
+from ..plans.rollout import batches
+from ..remote import HostSession, Runner
+from ..secrets import Secrets
+from . import configs as config_push
+
+HEALTH_TIMEOUT = 90.0
+RELEASES = "/var/lib/sentryfab/releases"
+
+#: Called with (role, message) as the rollout goes, for a progress display.
+Event = Callable[[str, str], None]
+
+
+class DeployFailed(SentryfabError):
+    """A rollout stopped; the report says which hosts run which version."""
+
+
+@dataclass
+class HostOutcome:
+    """Where one host of a role ended: its version before and after, and what happened."""
+
+    host: str
+    before: str | None
+    after: str | None
+    state: str  # unchanged | updated | rolled back | failed | not reached
+    detail: str = ""
+
+
+@dataclass
+class RoleReport:
+    """One role's rollout."""
+
+    role: str
+    version: str
+    outcomes: list[HostOutcome] = field(default_factory=list)
+    batches: int = 0
+    stopped: str = ""  # why the rollout stopped early, if it did
+
+    @property
+    def ok(self) -> bool:
+        """True if no host failed and the rollout was not stopped."""
+        return not self.stopped and all(o.state != "failed" for o in self.outcomes)
+
+    @property
+    def changed(self) -> bool:
+        """True if any host was touched."""
+        return any(o.state not in ("unchanged", "not reached") for o in self.outcomes)
+
+
+@dataclass
+class Deployer:
+    """Everything a rollout needs, passed once (runner, inventory, secrets, cluster state)."""
+
+    runner: Runner
+    inv: Inventory
+    secrets: Secrets
+    state: ClusterState
+    on_event: Event = lambda role, msg: None
+    health_timeout: float = HEALTH_TIMEOUT
+
+    # -- what should run -------------------------------------------------------------------
+
+    def render(self, hosts: list[Host], role: str, drained: frozenset[str] = frozenset()
+               ) -> dict[str, list[Rendered]]:
+        """The role's config files for these hosts (raises RenderError before any change)."""
+        if role not in ROLE_FILES:
+            return {h.name: [] for h in hosts}
+        return render_all(self.inv, hosts, self.secrets, self.state, drained=drained,
+                          roles=(role,))
+
+    def wanted(self, host: Host, role: str, files: list[Rendered], version: str | None,
+               count: int | None = None) -> list[ContainerSpec]:
+        """The containers `role` should run on `host`, labelled with version and config hash."""
+        digest = hashlib.sha256("".join(f.sha256 for f in files).encode()).hexdigest()[:12]
+        return specs_for(self.inv, host, role, version=version, config_hash=digest,
+                         count=count)
+
+    # -- one role ----------------------------------------------------------------------------
+
+    def deploy_role(self, role: str, hosts: list[Host], *, version: str | None = None,
+                    batch: str | None = None, max_fail: int = 0,
+                    count: int | None = None) -> RoleReport:
+        """Roll `role` out over `hosts`; returns the report (raises only on setup errors)."""
+        rendered = self.render(hosts, role)
+        target = version or str(settings(self.inv, role).get("tag", "latest"))
+        report = RoleReport(role, target)
+        facts = self.runner.each(hosts, lambda s: self._facts(s, role, rendered[s.host.name]))
+        todo: list[Host] = []
+        for h, fr in zip(hosts, facts, strict=True):
+            if not fr.ok:
+                report.outcomes.append(HostOutcome(h.name, None, None, "failed", fr.error or ""))
+                continue
+            running, pending, sums = fr.value
+            want = self.wanted(h, role, rendered[h.name], version, count)
+            if _up_to_date(want, running, pending, sums, rendered[h.name]):
+                report.outcomes.append(HostOutcome(h.name, _version(running),
+                                                   _version(running), "unchanged"))
+            else:
+                todo.append(h)
+        if any(o.state == "failed" for o in report.outcomes):
+            report.stopped = "some hosts could not be inspected; nothing was changed"
+            report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in todo]
+            return report
+        plan = batches(self._ordered(role, todo), batch, role)
+        report.batches = len(plan)
+        for i, group in enumerate(plan, start=1):
+            self.on_event(role, f"batch {i}/{len(plan)}: {', '.join(h.name for h in group)}")
+            outcomes = self._batch(role, group, rendered, version, count)
+            report.outcomes += outcomes
+            failed = [o for o in outcomes if o.state != "updated"]
+            if len(failed) > max_fail:
+                report.stopped = (f"batch {i}/{len(plan)} failed its health check on "
+                                  f"{', '.join(o.host for o in failed)}; rollout stopped")
+                rest = [h for g in plan[i:] for h in g]
+                report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in rest]
+                break
+        return report
+
+    def _ordered(self, role: str, hosts: list[Host]) -> list[Host]:
+        # The database primary goes first: replicas clone from it.
+        if role != "db":
+            return hosts
+        return sorted(hosts, key=lambda h: h.name != self.state.primary)
+
+    def _facts(self, s: HostSession, role: str, files: list[Rendered]):
+        ps = s.run(docker.ps(role), check=True).stdout
+        paths = [f.path for f in files]
+        sums = cfg.parse_checksums(s.run(cfg.checksums(paths), check=True).stdout) \
+            if paths else cfg.HostFacts({}, frozenset())
+        return docker.parse_ps(ps), role in sums.pending, sums.sums
+
+    # -- one batch ---------------------------------------------------------------------------
+
+    def _batch(self, role: str, group: list[Host], rendered: dict[str, list[Rendered]],
+               version: str | None, count: int | None) -> list[HostOutcome]:
+        drained = self._drain(group) if role == "web" else None
+        when = config_push.stamp()
+        results = self.runner.each(
+            group, lambda s: self._replace(s, role, rendered[s.host.name], version, count, when))
+        outcomes = []
+        for h, r in zip(group, results, strict=True):
+            if r.ok:
+                outcomes.append(r.value)
+            else:
+                outcomes.append(HostOutcome(h.name, None, None, "failed", r.error or ""))
+        if drained is not None:
+            self._undrain()
+        return outcomes
+
+    def _replace(self, s: HostSession, role: str, files: list[Rendered], version: str | None,
+                 count: int | None, when: str) -> HostOutcome:
+        host = s.host
+        before = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
+        s.run(prepare_dirs(self.inv, host, role), check=True)
+        pushed = config_push.push_host(s, self.inv, files, self.secrets, when)
+        if role == "db":
+            self._prepare_db(s)
+        want = self.wanted(host, role, files, version, count)
+        for spec in want:
+            s.run(docker.replace(spec), check=True)
+        for extra in {c.name for c in before} - {sp.name for sp in want}:
+            s.run(docker.stop(extra) + "; " + docker.remove(extra))
+        if role == "db" and host.name == self.state.primary:
+            self._bootstrap_primary(s, want[0])
+        check = self._health(host, role, want)
+        out = s.run(health.until_healthy(check, self.health_timeout), stdin=check.stdin,
+                    timeout=self.health_timeout + 30)
+        old = _version(before)
+        if out.ok:
+            s.run(cfg.clear_pending(role))
+            s.run(_record_release(role, want[0].label("version") or "", when))
+            return HostOutcome(host.name, old, want[0].label("version"), "updated",
+                               check.what)
+        self.on_event(role, f"{host.name}: unhealthy ({check.what}), rolling back")
+        back = self._restore(s, role, before, pushed.updated, when)
+        return HostOutcome(host.name, old, old if back else None, "rolled back" if back
+                           else "failed", f"health check failed: {check.what}")
+
+    def _restore(self, s: HostSession, role: str, before: list[docker.Running],
+                 changed_files: list[str], when: str) -> bool:
+        """Put the containers (and config files) the host ran before back; True if healthy."""
+        for path in changed_files:
+            kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
+            if kept:
+                s.run(cfg.restore(path, kept, when), check=True)
+        if not before:
+            for spec in specs_for(self.inv, s.host, role):
+                s.run(docker.stop(spec.name) + "; " + docker.remove(spec.name))
+            return False
+        specs = specs_for(self.inv, s.host, role, version=before[0].version,
+                          config_hash=before[0].config, count=len(before))
+        for spec in specs:
+            s.run(docker.replace(spec), check=True)
+        check = self._health(s.host, role, specs)
+        return s.run(health.until_healthy(check, self.health_timeout), stdin=check.stdin,
+                     timeout=self.health_timeout + 30).ok
+
+    def _health(self, host: Host, role: str, specs: list[ContainerSpec]) -> health.HealthCheck:
+        secret = {"redis-cache": "redis_password", "redis-queue": "redis_password",
+                  "pgbouncer": "pgbouncer_admin_password"}.get(role)
+        return health.check(self.inv, host, role, specs,
+                            self.secrets.get(secret) if secret else "", self.state.primary)
+
+    # -- web: out of nginx's rotation and back --------------------------------------------
+
+    def _drain(self, group: list[Host]) -> frozenset[str]:
+        from ..configs.context import web_ports
+
+        drained = frozenset(f"{h.address}:{p}" for h in group for p in web_ports(self.inv, h))
+        self._push_nginx(drained)
+        time.sleep(1.0)  # requests already sent finish on the old nginx workers
+        return drained
+
+    def _undrain(self) -> None:
+        self._push_nginx(frozenset())
+
+    def _push_nginx(self, drained: frozenset[str]) -> None:
+        nginx = self.inv.with_role("nginx")
+        if not nginx:
+            return
+        rendered = self.render(nginx, "nginx", drained)
+        when = config_push.stamp()
+        results = self.runner.each(nginx, lambda s: config_push.push_host(
+            s, self.inv, rendered[s.host.name], self.secrets, when))
+        bad = [r for r in results if not r.ok]
+        if bad:
+            raise DeployFailed("cannot update nginx's rotation: " +
+                               "; ".join(f"{r.host.name}: {r.error}" for r in bad))
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+
+    def _prepare_db(self, s: HostSession) -> None:
+        """initdb on the primary or clone a replica, once; never over an existing cluster."""
+        if s.run(postgres.has_data()).exit_code == 0:
+            return
+        uid = int(settings(self.inv, "db", s.host).get("uid", 101))
+        image = specs_for(self.inv, s.host, "db")[0].image
+        s.run(postgres.prepare_data_root(uid), check=True)
+        if s.host.name == self.state.primary:
+            self.on_event("db", f"{s.host.name}: initdb (new cluster)")
+            s.run(postgres.initdb(image), stdin=self.secrets.get("postgres_password").encode(),
+                  check=True, timeout=120)
+            return
+        primary = self.inv.host(self.state.primary)
+        port = int(settings(self.inv, "db", primary)["port"])
+        self.on_event("db", f"{s.host.name}: cloning from {primary.name} (pg_basebackup)")
+        s.run(postgres.clone_replica(image, primary.address, port, s.host.name),
+              stdin=self.secrets.get("replication_password").encode(), check=True, timeout=600)
+
+    def _bootstrap_primary(self, s: HostSession, spec: ContainerSpec) -> None:
+        """Users, database and replication slots (idempotent SQL, run on every deploy)."""
+        wait = health.until_healthy(health.check(self.inv, s.host, "db", [spec], "",
+                                                 self.state.primary), self.health_timeout)
+        s.run(wait, check=True, timeout=self.health_timeout + 30)
+        replicas = [h.name for h in self.inv.with_role("db") if h.name != s.host.name]
+        sql = postgres.bootstrap_sql(
+            self.secrets.register(scram_sha256(self.secrets.get("db_password"), "sentry")),
+            self.secrets.register(scram_sha256(self.secrets.get("replication_password"),
+                                               "replicator")),
+            replicas)
+        s.run(postgres.psql_stdin(spec.name), stdin=sql.encode(), check=True)
+
+    # -- migrations --------------------------------------------------------------------------
+
+    def migrate(self, version: str | None) -> str:
+        """Run the schema migration once, on the first web host; returns where it ran."""
+        host = self.inv.with_role("web")[0]
+        files = self.render([host], "web")[host.name]
+        spec = specs_for(self.inv, host, "migrate", version=version)[0]
+
+        def step(s: HostSession) -> None:
+            config_push.push_host(s, self.inv, files, self.secrets, config_push.stamp())
+            s.run(docker.remove(spec.name) + "; " + docker.run_once(spec), check=True,
+                  timeout=600)
+
+        [r] = self.runner.each([host], step)
+        if not r.ok:
+            raise DeployFailed(f"migration on {host.name} failed: {r.error}")
+        return host.name
+
+
+def _version(running: list[docker.Running]) -> str | None:
+    versions = sorted({c.version for c in running if c.up})
+    return ",".join(versions) if versions else None
+
+
+def _up_to_date(want: list[ContainerSpec], running: list[docker.Running], pending: bool,
+                sums: dict[str, str], files: list[Rendered]) -> bool:
+    """True if the host already runs exactly `want` with the current config files."""
+    if pending or any(sums.get(f.path) != f.sha256 for f in files):
+        return False
+    have = {c.name: c for c in running}
+    if set(have) != {sp.name for sp in want}:
+        return False
+    return all(have[sp.name].up and have[sp.name].version == sp.label("version")
+               and have[sp.name].config == sp.label("config") for sp in want)
+
+
+def _record_release(role: str, version: str, when: str) -> str:
+    """Append 'stamp version' to the host's release history of the role (for rollback)."""
+    from ..shell import join
+
+    return (f"mkdir -p {RELEASES} && printf '%s %s\\n' {join([when, version])} "
+            f">> {join([RELEASES + '/' + role])}")

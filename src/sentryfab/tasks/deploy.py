@@ -1,0 +1,100 @@
+"""`fab deploy` (the whole cluster, in dependency order) and `fab deploy.<role>`."""
+
+from __future__ import annotations
+
+from invoke import Collection, task
+from invoke.exceptions import Exit
+
+from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secrets, selected
+
+_HELP = helps(
+    "hosts", "exclude", "parallel", "accept-new", "json",
+    roles="ignored (the task names the role); accepted so `deploy.web --roles=web` reads well",
+    tag="image tag to roll out (default: the inventory's)",
+    batch="hosts per batch: a number or a percentage (default 25%)",
+    max_fail="hosts of a batch that may fail before the rollout stops (default 0)",
+    message="a note for the lock and the audit log",
+    wait="seconds to wait for another deploy's lock (default: fail at once)",
+)
+
+
+def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch=None,
+            max_fail=0, parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="",
+            wait=0, action="deploy") -> None:
+    import time
+
+    from ..configs.context import initial_state
+    from ..procedures import audit, lock
+    from ..procedures.deploy import Deployer
+    from ..remote import Runner
+    from ..ui import deploy as deploy_ui
+
+    inv = load_inventory()
+    secrets = load_secrets(inv)
+    start = time.monotonic()
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            lock.deploy_lock(runner, inv, action, message, float(wait)):
+        d = Deployer(runner, inv, secrets, initial_state(inv), on_event=deploy_ui.event)
+        reports = []
+        for role in roles:
+            if role == "migrate":
+                if any(r.changed for r in reports if r.role != "migrate") or not reports:
+                    deploy_ui.event("migrate", f"ran on {d.migrate(tag)}")
+                continue
+            targets = [h for h in selected(inv, None, hosts, exclude) if h.has(role)]
+            if not targets:
+                continue
+            report = d.deploy_role(role, targets, version=tag, batch=batch,
+                                   max_fail=int(max_fail))
+            reports.append(report)
+            touched = [inv.host(o.host) for o in report.outcomes
+                       if o.state not in ("unchanged", "not reached")]
+            audit.record(runner, touched, audit.entry(
+                f"{action}.{role}", "ok" if report.ok else "failed", version=report.version,
+                hosts=[h.name for h in touched], message=message))
+            if not report.ok:
+                break
+        deploy_ui.show(reports, time.monotonic() - start, as_json=json)
+    if not all(r.ok for r in reports):
+        raise Exit(code=1)
+
+
+def _role_task(role_names: tuple[str, ...], name: str, doc: str):
+    @task(name=name, auto_shortflags=False, help=_HELP)
+    @handled
+    def deploy_one(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail=0,
+                   parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="",
+                   wait=0):
+        _deploy(role_names, hosts=hosts, exclude=exclude, tag=tag, batch=batch,
+                max_fail=max_fail, parallel=parallel, accept_new=accept_new, json=json,
+                message=message, wait=wait, action=f"deploy.{name}")
+
+    deploy_one.__doc__ = doc
+    deploy_one.body.__doc__ = doc
+    return deploy_one
+
+
+@task(name="all", default=True, auto_shortflags=False, help=_HELP)
+@handled
+def all_(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail=0,
+         parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="", wait=0):
+    """The whole cluster, from nothing or any state, in dependency order."""
+    from ..plans.rollout import DEPLOY_ORDER
+
+    _deploy(DEPLOY_ORDER, hosts=hosts, exclude=exclude, tag=tag, batch=batch,
+            max_fail=max_fail, parallel=parallel, accept_new=accept_new, json=json,
+            message=message, wait=wait, action="deploy")
+
+
+ns = Collection("deploy")
+ns.add_task(all_, default=True)
+for _name, _roles, _doc in (
+    ("web", ("migrate", "web"), "Migrations, then the web processes, batch by batch."),
+    ("worker", ("worker",), "The workers, batch by batch."),
+    ("cron", ("cron",), "The one cron."),
+    ("redis", ("redis-cache", "redis-queue"), "Both Redis roles, one host at a time."),
+    ("pgbouncer", ("pgbouncer",), "PgBouncer, one host at a time."),
+    ("nginx", ("nginx",), "nginx, one host at a time."),
+    ("db", ("db",), "PostgreSQL: primary (initdb once), then replicas (cloned once)."),
+):
+    ns.add_task(_role_task(_roles, _name, _doc))

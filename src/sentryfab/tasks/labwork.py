@@ -1,0 +1,108 @@
+"""`fab lab.release`, `lab.load`, `lab.verify`: the lab's Sentry stand-in and its workload.
+
+These always use the lab's own inventory (lab/hosts.yaml, written by lab.up), whatever
+$SENTRYFAB_INVENTORY says: they build images and send load, which belongs nowhere else.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from ..errors import LabError
+from ..inventory import Inventory
+from ._common import handled
+from .lab import repo_root
+
+
+def _lab_inventory() -> Inventory:
+    from .. import inventory
+
+    path = repo_root() / "lab" / "hosts.yaml"
+    if not path.exists():
+        raise LabError(f"{path} is missing: bring the lab up first (`fab lab.up`)")
+    return inventory.load(path)
+
+
+def _load_dir() -> Path:
+    return repo_root() / "lab" / "load"
+
+
+@task(positional=["tag"], auto_shortflags=False,
+      help={"tag": "release tag, e.g. 2 or 24.1.0-lab",
+            "broken": "bake in a /_health/ that always answers 503 (to test rollbacks)",
+            "json": "print machine-readable JSON instead of a table"})
+@handled
+def release(c, tag, broken=False, json=False):
+    """Build the lab's Sentry stand-in as lab/sentry:TAG on every lab role host."""
+    from ..lab import release as lab_release
+    from ..remote import Runner
+    from ..results import all_ok
+    from ..ui import labwork as ui
+    from ..ui.progress import hosts_progress
+
+    inv = _lab_inventory()
+    hosts = lab_release.release_hosts(inv)
+    start = time.monotonic()
+    with Runner(inv) as runner, hosts_progress("building", len(hosts)) as on_done:
+        results = lab_release.release(runner, inv, tag, broken=broken, hosts=hosts,
+                                      on_done=on_done)
+    ui.show_release(results, lab_release.image_ref(tag), broken, time.monotonic() - start,
+                    as_json=json)
+    if not all_ok(results):
+        raise Exit(code=1)
+
+
+@task(auto_shortflags=False,
+      help={"rate": "events per second (open loop: sent on schedule, answered or not)",
+            "duration": "seconds",
+            "url": "store endpoint (default: the lab's nginx, /api/1/store/)",
+            "concurrency": "sender threads, bounding the requests in flight (default 64)",
+            "json": "print machine-readable JSON instead of a table"})
+@handled
+def load(c, rate=50.0, duration=10.0, url=None, concurrency=64, json=False):
+    """Send events at a steady rate; report outcomes, latency and the longest write outage."""
+    from ..lab import load as lab_load
+    from ..ui import labwork as ui
+
+    target = url or lab_load.default_url(_lab_inventory())
+    report = lab_load.run_load(target, float(rate), float(duration),
+                               concurrency=int(concurrency), ids_dir=_load_dir(),
+                               on_tick=None if json else ui.load_progress())
+    ui.show_load(report, as_json=json)
+    if report.interrupted:
+        raise Exit(code=130)
+    if report.failures:
+        raise Exit(code=1)
+
+
+@task(auto_shortflags=False,
+      help={"ids": "ids file written by lab.load (default lab/load/latest.ids)",
+            "wait": "seconds to keep checking while accepted events are still missing",
+            "db": "database host to ask, the primary (default: the lab's initial primary)",
+            "json": "print machine-readable JSON instead of a table"})
+@handled
+def verify(c, ids=None, wait=0.0, db=None, json=False):
+    """Check that every event lab.load got accepted is in PostgreSQL exactly once."""
+    from ..configs.context import initial_state
+    from ..errors import UsageError
+    from ..lab import load as lab_load
+    from ..remote import Runner
+    from ..ui import labwork as ui
+
+    inv = _lab_inventory()
+    name = db or initial_state(inv).primary
+    try:
+        host = inv.host(name)
+    except KeyError:
+        raise UsageError(f"--db {name}: no such host in {inv.path}") from None
+    ids_file = Path(ids) if ids else _load_dir() / lab_load.LATEST
+    with Runner(inv) as runner:
+        report = lab_load.verify(runner, host, ids_file, wait=float(wait),
+                                 on_poll=None if json else ui.verify_progress())
+    ui.show_verify(report, as_json=json)
+    if not report.ok:
+        raise Exit(code=1)
