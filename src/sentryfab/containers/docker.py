@@ -102,3 +102,11 @@ def run_once(spec: ContainerSpec) -> str:
     if spec.user:
         argv += ["--user", spec.user]
     return join([*argv, spec.image, *spec.command])
+
+
+def logs(name: str, lines: int = 100, follow: bool = False) -> str:
+    """A container's last lines (stdout and stderr), optionally following."""
+    argv = ["docker", "logs", "--tail", str(lines), "--timestamps"]
+    if follow:
+        argv.append("--follow")
+    return f"{join([*argv, name])} 2>&1"

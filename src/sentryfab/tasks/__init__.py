@@ -2,12 +2,16 @@
 
 from invoke import Collection
 
-from . import adhoc, config, deploy, lab, secrets
+from . import adhoc, config, deploy, lab, ops, secrets
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
 ns.add_task(adhoc.run_)
+ns.add_task(ops.audit_)
+ns.add_task(ops.logs)
+ns.add_task(ops.exec_)
 ns.add_collection(config.ns)
 ns.add_collection(deploy.ns)
 ns.add_collection(lab.ns)
+ns.add_collection(ops.lock_ns)
 ns.add_collection(secrets.ns)

@@ -67,7 +67,7 @@ def _role_task(role_names: tuple[str, ...], name: str, doc: str):
                    wait=0):
         _deploy(role_names, hosts=hosts, exclude=exclude, tag=tag, batch=batch,
                 max_fail=max_fail, parallel=parallel, accept_new=accept_new, json=json,
-                message=message, wait=wait, action=f"deploy.{name}")
+                message=message, wait=wait, action="deploy")
 
     deploy_one.__doc__ = doc
     deploy_one.body.__doc__ = doc
