@@ -126,19 +126,62 @@ class Deployer:
             report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in todo]
             return report
         plan = batches(self._ordered(role, todo), batch, role)
+        self._run_batches(report, plan, max_fail, "batch", lambda s, when: self._replace(
+            s, role, rendered[s.host.name], version, count, when))
+        return report
+
+    def rollback_role(self, role: str, hosts: list[Host], *, batch: str | None = None,
+                      max_fail: int = 0) -> RoleReport:
+        """Each host back to the release before its current one: image and config files."""
+        report = RoleReport(role, "previous")
+        self._run_batches(report, batches(hosts, batch, role), max_fail, "rollback batch",
+                          lambda s, when: self._roll_back(s, role, when))
+        return report
+
+    def _roll_back(self, s: HostSession, role: str, when: str) -> HostOutcome:
+        host = s.host
+        history = s.run(f"tail -n 2 {RELEASES}/{role} 2>/dev/null; true").stdout.split()
+        if len(history) < 4:
+            return HostOutcome(host.name, None, None, "failed",
+                               "no earlier release recorded on this host")
+        current, previous = history[3], history[1]
+        paths = [f"{f_path}" for f_path in _role_paths(role)]
+        for path in paths:
+            kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
+            if kept:
+                s.run(cfg.restore(path, kept, when), check=True)
+        sums = cfg.parse_checksums(s.run(cfg.checksums(paths), check=True).stdout).sums
+        digest = hashlib.sha256("".join(sums.get(p, "") for p in paths).encode()).hexdigest()
+        before = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
+        specs = specs_for(self.inv, host, role, version=previous, config_hash=digest[:12],
+                          count=len(before) or None)
+        for spec in specs:
+            s.run(docker.replace(spec), check=True)
+        check = self._health(host, role, specs)
+        if s.run(health.until_healthy(check, self.health_timeout), stdin=check.stdin,
+                 timeout=self.health_timeout + 30).ok:
+            s.run(_record_release(role, previous, when))
+            return HostOutcome(host.name, current, previous, "updated", check.what)
+        return HostOutcome(host.name, current, None, "failed",
+                           f"health check failed after rollback: {check.what}")
+
+    def _run_batches(self, report: RoleReport, plan: list[list[Host]], max_fail: int,
+                     label: str, replace: Callable[[HostSession, str], HostOutcome]) -> None:
+        """Batch after batch; more than `max_fail` failed hosts in one stops the rollout."""
         report.batches = len(plan)
         for i, group in enumerate(plan, start=1):
-            self.on_event(role, f"batch {i}/{len(plan)}: {', '.join(h.name for h in group)}")
-            outcomes = self._batch(role, group, rendered, version, count)
+            self.on_event(report.role, f"{label} {i}/{len(plan)}: "
+                                       f"{', '.join(h.name for h in group)}")
+            when = config_push.stamp()
+            outcomes = self._batch(report.role, group, lambda s, w=when: replace(s, w))
             report.outcomes += outcomes
             failed = [o for o in outcomes if o.state != "updated"]
             if len(failed) > max_fail:
-                report.stopped = (f"batch {i}/{len(plan)} failed its health check on "
+                report.stopped = (f"{label} {i}/{len(plan)} failed its health check on "
                                   f"{', '.join(o.host for o in failed)}; rollout stopped")
-                rest = [h for g in plan[i:] for h in g]
-                report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in rest]
-                break
-        return report
+                report.outcomes += [HostOutcome(h.name, None, None, "not reached")
+                                    for g in plan[i:] for h in g]
+                return
 
     def _ordered(self, role: str, hosts: list[Host]) -> list[Host]:
         # The database primary goes first: replicas clone from it.
@@ -155,12 +198,10 @@ class Deployer:
 
     # -- one batch ---------------------------------------------------------------------------
 
-    def _batch(self, role: str, group: list[Host], rendered: dict[str, list[Rendered]],
-               version: str | None, count: int | None) -> list[HostOutcome]:
+    def _batch(self, role: str, group: list[Host],
+               replace: Callable[[HostSession], HostOutcome]) -> list[HostOutcome]:
         drained = self._drain(group) if role == "web" else None
-        when = config_push.stamp()
-        results = self.runner.each(
-            group, lambda s: self._replace(s, role, rendered[s.host.name], version, count, when))
+        results = self.runner.each(group, replace)
         outcomes = []
         for h, r in zip(group, results, strict=True):
             if r.ok:
@@ -318,6 +359,12 @@ def _up_to_date(want: list[ContainerSpec], running: list[docker.Running], pendin
         return False
     return all(have[sp.name].up and have[sp.name].version == sp.label("version")
                and have[sp.name].config == sp.label("config") for sp in want)
+
+
+def _role_paths(role: str) -> list[str]:
+    from ..configs.catalog import remote_path
+
+    return [remote_path(role, f) for f in ROLE_FILES.get(role, ())]
 
 
 def _record_release(role: str, version: str, when: str) -> str:

@@ -86,7 +86,53 @@ def all_(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail
             message=message, wait=wait, action="deploy")
 
 
+@task(name="rollback", auto_shortflags=False, help={
+    **_HELP, "roles": "the role(s) to roll back, e.g. web (redis means both Redis roles)"})
+@handled
+def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail=0,
+             parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="", wait=0):
+    """Each host of the role back to its previous release (image and configs), in batches."""
+    import time
+
+    from ..configs.context import initial_state
+    from ..errors import UsageError
+    from ..procedures import audit, lock
+    from ..procedures.deploy import Deployer
+    from ..remote import Runner
+    from ..roles import expand_role
+    from ..selection import split_words
+    from ..ui import deploy as deploy_ui
+
+    if not roles:
+        raise UsageError("deploy.rollback needs --roles (which role to roll back)")
+    inv = load_inventory()
+    targets = selected(inv, roles, hosts, exclude)
+    wanted = [r for word in split_words(roles) for r in expand_role(word)]
+    start = time.monotonic()
+    reports = []
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            lock.deploy_lock(runner, inv, "rollback", message, float(wait)):
+        d = Deployer(runner, inv, load_secrets(inv), initial_state(inv),
+                     on_event=deploy_ui.event)
+        for role in wanted:
+            group = [h for h in targets if h.has(role)]
+            if not group:
+                continue
+            report = d.rollback_role(role, group, batch=batch, max_fail=int(max_fail))
+            reports.append(report)
+            audit.record(runner, group, audit.entry(
+                f"rollback.{role}", "ok" if report.ok else "failed",
+                hosts=[h.name for h in group], message=message,
+                version=",".join(sorted({o.after or "?" for o in report.outcomes}))))
+            if not report.ok:
+                break
+    deploy_ui.show(reports, time.monotonic() - start, as_json=json)
+    if not all(r.ok for r in reports):
+        raise Exit(code=1)
+
+
 ns = Collection("deploy")
+ns.add_task(rollback)
 ns.add_task(all_, default=True)
 for _name, _roles, _doc in (
     ("web", ("migrate", "web"), "Migrations, then the web processes, batch by batch."),
