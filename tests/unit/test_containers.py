@@ -22,15 +22,16 @@ def test_web_runs_one_container_per_process_each_on_its_own_port(ref):
     specs = specs_for(ref, ref.host("web-1"), "web", config_hash="abc")
     assert [(s.name, s.port) for s in specs] == [(f"sentry-web-{i}", 9000 + i - 1)
                                                  for i in range(1, 9)]
-    assert specs[0].command == ("sentry", "run", "web", "--bind", "10.20.1.11:9000",
-                                "--workers", "1", "--threads", "4")
+    assert specs[0].command == ("sentry", "--config", "/etc/sentryfab/web", "run", "web",
+                                "--bind", "10.20.1.11:9000", "--workers", "1")
     assert docker.run(specs[0]) == (
         "docker run --detach --name sentry-web-1 --network host --restart unless-stopped "
         "--stop-timeout 30 --log-opt max-size=50m --log-opt max-file=3 "
         "--label sentryfab.role=web --label sentryfab.version=24.1.0 "
         "--label sentryfab.config=abc --label sentryfab.index=1 "
         "--volume /etc/sentryfab/web:/etc/sentryfab/web:ro "
-        "getsentry/sentry:24.1.0 sentry run web --bind 10.20.1.11:9000 --workers 1 --threads 4"
+        "getsentry/sentry:24.1.0 sentry --config /etc/sentryfab/web run web "
+        "--bind 10.20.1.11:9000 --workers 1"
     )
 
 

@@ -99,9 +99,9 @@ ssh:
   connect_timeout: 5
 secrets: secrets.yaml
 roles:
-  web: {image: lab/base, tag: '1', processes: 2}
-  worker: {image: lab/base, tag: '1', processes: 2}
-  cron: {image: lab/base, tag: '1'}
+  web: {image: lab/sentry, tag: '1', processes: 2, threads: 4}
+  worker: {image: lab/sentry, tag: '1', processes: 2, concurrency: 1}
+  cron: {image: lab/sentry, tag: '1'}
   redis-cache: {image: lab/base, tag: '1'}
   redis-queue: {image: lab/base, tag: '1'}
   db: {image: lab/base, tag: '1'}

@@ -20,10 +20,11 @@ LABEL_PREFIX = "sentryfab"
 
 #: Production commands per role ({address}, {port}, {role}, settings keys are filled in).
 DEFAULT_COMMANDS: dict[str, str] = {
-    "web": "sentry run web --bind {address}:{port} --workers 1 --threads {threads}",
-    "worker": "sentry run worker --concurrency {concurrency}",
-    "cron": "sentry run cron",
-    "migrate": "sentry upgrade --noinput",
+    # Threads per web process come from SENTRY_WEB_OPTIONS in the rendered sentry.conf.py.
+    "web": "sentry --config /etc/sentryfab/web run web --bind {address}:{port} --workers 1",
+    "worker": "sentry --config /etc/sentryfab/worker run worker --concurrency {concurrency}",
+    "cron": "sentry --config /etc/sentryfab/cron run cron",
+    "migrate": "sentry --config /etc/sentryfab/web upgrade --noinput",
     "redis-cache": "redis-server /etc/sentryfab/redis-cache/redis.conf",
     "redis-queue": "redis-server /etc/sentryfab/redis-queue/redis.conf",
     "db": "postgres -D /var/lib/sentryfab/db/data -c config_file=/etc/sentryfab/db/postgresql.conf",
@@ -76,11 +77,13 @@ def container_name(role: str, index: int) -> str:
     return f"sentry-{role}-{index}"
 
 
-def _command(inv: Inventory, role: str, host: Host, port: int | None) -> tuple[str, ...]:
+def _command(inv: Inventory, role: str, host: Host, port: int | None,
+             name: str) -> tuple[str, ...]:
     s = settings(inv, "web" if role == "migrate" else role, host)
     template = s.get("migrate_command" if role == "migrate" else "command") or \
         DEFAULT_COMMANDS[role]
-    values: dict[str, Any] = {**s, "address": host.address, "port": port or "", "role": role}
+    values: dict[str, Any] = {**s, "address": host.address, "port": port or "", "role": role,
+                              "host": host.name, "name": name}
     return tuple(shlex.split(template.format(**values)))
 
 
@@ -119,7 +122,8 @@ def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = No
         out.append(ContainerSpec(
             name=container_name(role, i), role=role, index=i,
             image=image_ref(inv, role, host, tag),
-            command=_command(inv, role, host, port), mounts=_mounts(role), labels=labels,
+            command=_command(inv, role, host, port, container_name(role, i)),
+            mounts=_mounts(role), labels=labels,
             user=s.get("user", DEFAULT_USERS.get(role)), port=port,
             memory=s.get("memory"), cpus=str(s["cpus"]) if s.get("cpus") else None,
             restart="no" if role == "migrate" else "unless-stopped",

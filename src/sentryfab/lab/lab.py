@@ -237,8 +237,28 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
             lab_actions.append("allowed bridge traffic in iptables FORWARD")
         reports = _bring_up(wanted, pubkey, base, on_step)
         lab_actions += client.write_files(lab_dir, wanted)
+        lab_actions += _initial_release(lab_dir, on_step)
     return LabReport("up", tuple(reports), tuple(lab_actions), time.monotonic() - started,
                      lab_dir, base)
+
+
+def _initial_release(lab_dir: Path, on_step: Step | None) -> list[str]:
+    """The Sentry stand-in's first release (lab/sentry:1) on every role host, built over SSH."""
+    from sentryfab import inventory
+    from sentryfab.lab import release
+    from sentryfab.remote import Runner
+
+    inv = inventory.load(lab_dir / "hosts.yaml")
+    with Runner(inv) as runner:
+        results = release.ensure_initial(runner, inv)
+    bad = [r for r in results if not r.ok]
+    if bad:
+        raise LabError("building lab/sentry:1 failed on " + "; ".join(
+            f"{r.host.name}: {r.error} {r.stderr[-500:]}" for r in bad))
+    built = [r.host.name for r in results if r.value]
+    if built and on_step:
+        on_step(LAB, f"built lab/sentry:1 on {len(built)} host(s)")
+    return [f"built lab/sentry:1 on {', '.join(built)}"] if built else []
 
 
 def _remove_host(host: Host) -> None:

@@ -33,7 +33,7 @@ from ..configs.context import settings
 from ..containers.spec import container_name
 from ..errors import RemoteError, UsageError
 from ..inventory import Host, Inventory
-from ..remote import Runner, Unreachable
+from ..remote import HostSession, Runner, Unreachable
 from ..shell import join
 
 #: The DSN public key the load generator authenticates with (the stand-in checks its shape).
@@ -538,37 +538,50 @@ def read_ids(path: Path) -> list[tuple[str, float]]:
     return parse_ids(text, str(path))
 
 
+def _count(session: HostSession, command: str, script: bytes, container: str) -> Counts:
+    """One verification query on the database host."""
+    name = session.host.name
+    try:
+        out = session.run(command, stdin=script, timeout=300)
+    except Unreachable as e:
+        raise RemoteError(f"{name}: unreachable: {e}") from None
+    if not out.ok:
+        why = out.error or out.stderr.strip() or f"exit code {out.exit_code}"
+        hint = (" (a hot standby cannot create temp tables: ask the primary)"
+                if "read-only transaction" in why else "")
+        raise RemoteError(f"{name}: psql in {container} failed: {why}{hint}")
+    return parse_verify_output(out.stdout)
+
+
 def verify(runner: Runner, db_host: Host, ids_file: Path, *, container: str = DB_CONTAINER,
            database: str = "sentry", port: int | None = None, wait: float = 0.0,
-           poll: float = 2.0, on_poll: Callable[[float, Counts], None] | None = None
+           poll: float = 2.0, on_poll: Callable[[float, Counts | None], None] | None = None
            ) -> VerifyReport:
     """Count accepted events stored, missing and duplicated, asking psql on `db_host`.
 
     With `wait`, ask again every `poll` seconds until nothing is missing or `wait` seconds
     have passed: events still in the queue, or held by a dead worker until cron requeues
-    them, are not lost yet.
+    them, are not lost yet. Within that time a failing query (the database restarting after
+    a failover test) is retried too; after it, its error is raised.
     """
-    rows = read_ids(ids_file)
-    script = verify_script(rows)
+    script = verify_script(read_ids(ids_file))
     command = psql_command(container, database, port)
     session = runner.session(db_host)
     start = time.monotonic()
-    history = []
+    history: list[tuple[float, int]] = []
     while True:
         try:
-            out = session.run(command, stdin=script, timeout=300)
-        except Unreachable as e:
-            raise RemoteError(f"{db_host.name}: unreachable: {e}") from None
-        if not out.ok:
-            why = out.error or out.stderr.strip() or f"exit code {out.exit_code}"
-            hint = (" (a hot standby cannot create temp tables: ask the primary)"
-                    if "read-only transaction" in why else "")
-            raise RemoteError(f"{db_host.name}: psql in {container} failed: {why}{hint}")
-        counts = parse_verify_output(out.stdout)
+            counts: Counts | None = _count(session, command, script, container)
+        except RemoteError:
+            if time.monotonic() - start + poll > wait:
+                raise
+            counts = None
         elapsed = time.monotonic() - start
-        history.append((elapsed, counts.missing))
-        if counts.missing == 0 or elapsed + poll > wait:
-            return VerifyReport(db_host.name, ids_file, counts, elapsed, len(history), history)
+        if counts is not None:
+            history.append((elapsed, counts.missing))
+            if counts.missing == 0 or elapsed + poll > wait:
+                return VerifyReport(db_host.name, ids_file, counts, elapsed, len(history),
+                                    history)
         if on_poll:
             on_poll(elapsed, counts)
         time.sleep(poll)

@@ -61,12 +61,24 @@ def image_ref(tag: str) -> str:
     return f"{REPOSITORY}:{check_tag(tag)}"
 
 
-def dockerfile(tag: str, broken: bool = False) -> str:
+APP_LABEL = "sentryfab.lab-app"
+INITIAL_TAG = "1"  # the release `lab.up` makes, named in the lab inventory
+
+
+def app_digest(app: bytes | None = None) -> str:
+    """Short hash of the program: a release built from other code is rebuilt by lab.up."""
+    import hashlib
+
+    return hashlib.sha256(APP_SOURCE.read_bytes() if app is None else app).hexdigest()[:12]
+
+
+def dockerfile(tag: str, broken: bool = False, digest: str = "") -> str:
     """The Dockerfile of release `tag`; `broken` bakes in a /_health/ that always fails."""
     check_tag(tag)
     lines = [
         f"FROM {BASE_IMAGE}",
         f'LABEL {RELEASE_LABEL}="{tag}"',
+        *([f'LABEL {APP_LABEL}="{digest}"'] if digest else []),
         f'ENV SENTRY_LAB_VERSION="{tag}"',
         *(["ENV SENTRY_LAB_BROKEN=1"] if broken else []),
         f"COPY sentry_lab.py {APP_DIR}/sentry_lab.py",
@@ -88,7 +100,7 @@ def build_context(tag: str, broken: bool = False, app: bytes | None = None) -> b
     source = APP_SOURCE.read_bytes() if app is None else app
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        _add(tar, "Dockerfile", dockerfile(tag, broken).encode(), 0o644)
+        _add(tar, "Dockerfile", dockerfile(tag, broken, app_digest(source)).encode(), 0o644)
         _add(tar, "sentry_lab.py", source, 0o755)  # the legacy builder keeps modes on COPY
         _add(tar, "sentry", SENTRY_WRAPPER.encode(), 0o755)
     return buf.getvalue()
@@ -121,3 +133,19 @@ def release(runner: Runner, inv: Inventory, tag: str, *, broken: bool = False,
     if not targets:
         raise UsageError(f"{inv.path}: no host with a role to build {ref} on")
     return runner.each(targets, step, on_done=on_done)
+
+
+def ensure_initial(runner: Runner, inv: Inventory) -> list[HostResult]:
+    """Build the inventory's first release where it is missing or built from older code."""
+    ref = image_ref(INITIAL_TAG)
+    context = build_context(INITIAL_TAG)
+    fmt = "{{index .Config.Labels \"" + APP_LABEL + "\"}}"
+    have = f"docker image inspect --format {join([fmt])} {join([ref])} 2>/dev/null"
+
+    def step(s: HostSession) -> bool:
+        if s.run(have).stdout.strip() == app_digest():
+            return False
+        s.run(build_command(INITIAL_TAG), stdin=context, check=True, timeout=BUILD_TIMEOUT)
+        return True
+
+    return runner.each(release_hosts(inv), step)

@@ -47,9 +47,9 @@ ROLE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Role settings of the lab inventory, in the order the inventory lists them.
 ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("web", {"processes": 2}),
-    ("worker", {"processes": 2}),
-    ("cron", {}),
+    ("web", {"image": "lab/sentry", "processes": 2, "threads": 4}),
+    ("worker", {"image": "lab/sentry", "processes": 2, "concurrency": 1}),
+    ("cron", {"image": "lab/sentry"}),
     ("redis-cache", {}),
     ("redis-queue", {}),
     ("db", {}),

@@ -62,4 +62,6 @@ def ssh(c, host, command=None):
     os.execvp(argv[0], argv)
 
 
-ns = Collection("lab", up, down, status, ssh)
+from .labwork import load, release, verify  # noqa: E402
+
+ns = Collection("lab", up, down, status, ssh, release, load, verify)

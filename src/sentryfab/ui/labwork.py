@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from rich import box
@@ -14,6 +15,10 @@ from ..results import HostResult, tally
 from .console import err, out, print_json
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "unreachable": "magenta"}
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(epoch)) + f".{int(epoch % 1 * 1000):03d}Z"
 
 
 def _ms(seconds: float) -> str:
@@ -80,7 +85,8 @@ def show_load(r: LoadReport, as_json: bool = False) -> None:
     table.add_row("latency", f"p50 {_ms(lat['p50'])}  p90 {_ms(lat['p90'])}  "
                              f"p99 {_ms(lat['p99'])}  max {_ms(lat['max'])}")
     table.add_row("write outage", f"longest {r.unavailable:.2f} s without an accepted event "
-                                  f"({r.unavailable_from:.1f}-{r.unavailable_to:.1f} s)")
+                                  f"({r.unavailable_from:.2f}-{r.unavailable_to:.2f} s "
+                                  "into the run)")
     if r.max_lag > 1:
         table.add_row("sender lag", Text(f"requests started up to {r.max_lag:.1f} s late: the "
                                          "target (or this machine) could not keep up",
@@ -90,12 +96,13 @@ def show_load(r: LoadReport, as_json: bool = False) -> None:
     out.print(table)
 
 
-def verify_progress() -> Callable[[float, Counts], None]:
+def verify_progress() -> Callable[[float, Counts | None], None]:
     """An on_poll callback: how many are still missing while verify waits."""
 
-    def on_poll(elapsed: float, c: Counts) -> None:
-        err.print(Text(f"{elapsed:6.1f}s  {c.missing} of {c.accepted} not stored yet, "
-                       "waiting", style="dim"))
+    def on_poll(elapsed: float, c: Counts | None) -> None:
+        what = (f"{c.missing} of {c.accepted} not stored yet" if c is not None
+                else "the database did not answer")
+        err.print(Text(f"{elapsed:6.1f}s  {what}, waiting", style="dim"))
 
     return on_poll
 
@@ -119,7 +126,7 @@ def show_verify(r: VerifyReport, as_json: bool = False) -> None:
         table.add_row("waited", f"{r.waited:.0f} s ({r.polls} checks)")
     out.print(table)
     for eid, at in c.missing_sample:
-        out.print(Text(f"  missing {eid} accepted at {at:.3f}", style="red"))
+        out.print(Text(f"  missing {eid} accepted at {_utc(at)}", style="red"))
     if r.ok:
         out.print(Text("every accepted event is stored exactly once", style="bold green"))
     else:

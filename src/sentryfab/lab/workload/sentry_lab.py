@@ -35,6 +35,7 @@ import os
 import re
 import signal
 import socket
+import socketserver
 import sys
 import threading
 import time
@@ -191,7 +192,11 @@ def load_settings(path: str) -> dict[str, Any]:
 
 def load_options(path: str) -> dict[str, Any]:
     """config.yml: Sentry's options as a mapping."""
-    import yaml
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError("PyYAML is not installed (python3-yaml): the image's lab/base:1 "
+                          "predates it; `fab lab.up` rebuilds it, then release again") from None
 
     try:
         with open(path) as f:
@@ -414,16 +419,39 @@ class Backoff:
     def __init__(self, stop: threading.Event, first: float = 0.1, cap: float = 5.0):
         self.stop, self.first, self.cap = stop, first, cap
         self.delay = first
+        self.failing_since: float | None = None
 
     def wait(self) -> None:
         """Sleep the next delay; Stopping if SIGTERM came meanwhile."""
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
         if self.stop.wait(self.delay):
             raise Stopping()
         self.delay = min(self.delay * 2, self.cap)
 
-    def reset(self) -> None:
-        """Back to the shortest delay after a success."""
-        self.delay = self.first
+    def reset(self) -> float | None:
+        """Back to the shortest delay after a success; how long it had failed, if it had."""
+        down = None if self.failing_since is None else time.monotonic() - self.failing_since
+        self.delay, self.failing_since = self.first, None
+        return down
+
+
+class Throttle:
+    """Lets a repeated log line through at most once per `every` seconds, counting the rest."""
+
+    def __init__(self, every: float = 5.0):
+        self.every, self.last, self.suppressed = every, 0.0, 0
+        self.lock = threading.Lock()
+
+    def ready(self) -> int | None:
+        """None to stay quiet; else how many lines were held back since the last one."""
+        with self.lock:
+            now = time.monotonic()
+            if now - self.last < self.every:
+                self.suppressed += 1
+                return None
+            held, self.last, self.suppressed = self.suppressed, now, 0
+            return held
 
 
 # --- web ------------------------------------------------------------------------------------
@@ -432,10 +460,14 @@ class WebApp:
     """What the web process does per request, apart from HTTP framing."""
 
     def __init__(self, cfg: Config, version: str, broken: bool):
+        import redis
+
         self.cfg, self.version, self.broken = cfg, version, broken
+        self.redis_error = redis.RedisError
         self.queue = redis_client(cfg.queue)
         self.caches = [redis_client(ep, timeout=2.0) for ep in cfg.cache]
         self._local = threading.local()
+        self._push_errors = Throttle()
 
     def store(self, project_id: int, auth: str | None, query: str, body: bytes,
               encoding: str | None) -> tuple[int, dict[str, Any]]:
@@ -450,17 +482,17 @@ class WebApp:
             message = queue_message(event, project_id, now_utc())
         except BadEvent as e:
             return 400, {"error": str(e)}
-        import redis
-
         for attempt in (1, 2):
             try:
                 self.queue.lpush(QUEUE_KEY, message)
                 return 200, {"id": event["event_id"]}
-            except redis.RedisError as e:
+            except self.redis_error as e:
                 # The first failure may be a pooled connection the server closed (a Redis
                 # restart): one fresh try. A push that did land twice is stored once.
-                if attempt == 2:
-                    log.error("queue %s: push failed: %s", self.cfg.queue, one_line(e))
+                held = self._push_errors.ready() if attempt == 2 else None
+                if held is not None:  # at 5,000 events/s, one line per outage second is plenty
+                    log.error("queue %s: push failed, answering 503: %s%s", self.cfg.queue,
+                              one_line(e), f" (and {held} more)" if held else "")
         return 503, {"error": f"the event queue ({self.cfg.queue}) is unavailable"}
 
     def _db(self) -> Any:
@@ -581,7 +613,7 @@ class WebServer(http.server.HTTPServer):
 
     def server_bind(self) -> None:
         """Bind without HTTPServer's reverse DNS lookup of the address (no DNS in the lab)."""
-        http.server.socketserver.TCPServer.server_bind(self)
+        socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = self.server_address[:2]
 
     def process_request(self, request: Any, client_address: Any) -> None:
@@ -686,6 +718,7 @@ class Worker:
         self.processing = PROCESSING_PREFIX + wid
         self.conn: Any = None
         self.stats = WorkerStats()
+        self.crashed = False
         self._take_more = queue.register_script(TAKE_MORE)
 
     def run(self) -> None:
@@ -697,7 +730,7 @@ class Worker:
                 try:
                     items = self._own_list() if recover else self._take()
                     recover = False
-                    backoff.reset()
+                    self._back("queue", backoff.reset())
                 except Exception as e:  # noqa: BLE001 - Redis down: wait and retry
                     log.warning("worker %s: queue %s: %s", self.id, self.cfg.queue, one_line(e))
                     # A move may have happened without its reply reaching us: read our own
@@ -709,6 +742,12 @@ class Worker:
                     self._handle(items)
         except Stopping:
             pass
+        except Exception:
+            # A bug, not an outage: stop the whole process so Docker restarts it whole. What
+            # this thread held stays in its processing list for the restart to store.
+            log.exception("worker %s: crashed", self.id)
+            self.crashed = True
+            self.stop.set()
         finally:
             if self.conn is not None:
                 _close(self.conn)
@@ -801,6 +840,10 @@ class Worker:
             pipe.lrem(self.processing, 1, raw)
         pipe.execute()
 
+    def _back(self, what: str, down: float | None) -> None:
+        if down is not None:
+            log.info("worker %s: %s answers again after %.1f s", self.id, what, down)
+
     def _with_db(self, step: Callable[[], None]) -> None:
         # PgBouncer paused, a switchover, a database restart: wait and retry the same batch
         # (its events are safe in the processing list meanwhile).
@@ -810,6 +853,7 @@ class Worker:
         while True:
             try:
                 step()
+                self._back("database", backoff.reset())
                 return
             except psycopg2.Error as e:
                 log.warning("worker %s: database %s:%d: %s", self.id, self.cfg.database.host,
@@ -826,6 +870,7 @@ class Worker:
         while True:
             try:
                 step()
+                self._back("queue", backoff.reset())
                 return
             except redis.RedisError as e:
                 log.warning("worker %s: queue %s: %s", self.id, self.cfg.queue, one_line(e))
@@ -847,7 +892,10 @@ def heartbeat(queue: Any, ids: list[str], stop: threading.Event) -> None:
 
 
 def run_worker(cfg: Config, base_id: str, concurrency: int) -> int:
-    """Run `concurrency` worker threads until SIGTERM; each finishes its batch, then exit 0."""
+    """Run `concurrency` worker threads until SIGTERM, each finishing its batch; exit 0.
+
+    Exit 1 if a thread crashed: Docker restarts the process, which stores what it held.
+    """
     if concurrency < 1:
         raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
     stop = _stop_on_signals()
@@ -875,7 +923,7 @@ def run_worker(cfg: Config, base_id: str, concurrency: int) -> int:
         queue.delete(*(HEARTBEAT_PREFIX + wid for wid in ids))
     except Exception:  # noqa: BLE001, S110 - the key expires on its own anyway
         pass
-    return 0
+    return 1 if any(w.crashed for w in workers) else 0
 
 
 # --- cron -----------------------------------------------------------------------------------
