@@ -100,7 +100,7 @@ def _mounts(role: str) -> tuple[tuple[str, str, bool], ...]:
 def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = None,
               config_hash: str = "", count: int | None = None) -> list[ContainerSpec]:
     """Every container `role` runs on `host` (web: one per process, each on its own port)."""
-    s = settings(inv, role, host)
+    s = settings(inv, "web" if role == "migrate" else role, host)
     tag = version or str(s.get("tag", "latest"))
     if role == "web":
         ports: list[int | None] = list(web_ports(inv, host))

@@ -102,9 +102,12 @@ class Deployer:
     # -- one role ----------------------------------------------------------------------------
 
     def deploy_role(self, role: str, hosts: list[Host], *, version: str | None = None,
-                    batch: str | None = None, max_fail: int = 0,
-                    count: int | None = None) -> RoleReport:
-        """Roll `role` out over `hosts`; returns the report (raises only on setup errors)."""
+                    batch: str | None = None, max_fail: int = 0, count: int | None = None,
+                    before_rollout: Callable[[], None] | None = None) -> RoleReport:
+        """Roll `role` out over `hosts`; returns the report (raises only on setup errors).
+
+        `before_rollout` runs once if any host is about to change (web: the migrations).
+        """
         rendered = self.render(hosts, role)
         target = version or str(settings(self.inv, role).get("tag", "latest"))
         report = RoleReport(role, target)
@@ -126,6 +129,8 @@ class Deployer:
             report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in todo]
             return report
         plan = batches(self._ordered(role, todo), batch, role)
+        if plan and before_rollout is not None:
+            before_rollout()
         self._run_batches(report, plan, max_fail, "batch", lambda s, when: self._replace(
             s, role, rendered[s.host.name], version, count, when))
         return report

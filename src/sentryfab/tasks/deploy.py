@@ -36,16 +36,18 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
             lock.deploy_lock(runner, inv, action, message, float(wait)):
         d = Deployer(runner, inv, secrets, initial_state(inv), on_event=deploy_ui.event)
         reports = []
+        def migrate() -> None:
+            deploy_ui.event("migrate", f"schema migrated on {d.migrate(tag)}")
+
         for role in roles:
-            if role == "migrate":
-                if any(r.changed for r in reports if r.role != "migrate") or not reports:
-                    deploy_ui.event("migrate", f"ran on {d.migrate(tag)}")
+            if role == "migrate":  # run by the web rollout, once, before its first batch
                 continue
             targets = [h for h in selected(inv, None, hosts, exclude) if h.has(role)]
             if not targets:
                 continue
             report = d.deploy_role(role, targets, version=tag, batch=batch,
-                                   max_fail=int(max_fail))
+                                   max_fail=int(max_fail),
+                                   before_rollout=migrate if role == "web" else None)
             reports.append(report)
             touched = [inv.host(o.host) for o in report.outcomes
                        if o.state not in ("unchanged", "not reached")]
@@ -131,8 +133,29 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
         raise Exit(code=1)
 
 
+@task(name="migrate", auto_shortflags=False, help={
+    "tag": "image tag whose migrations to run (default: the inventory's)",
+    "message": "a note for the lock and the audit log"})
+@handled
+def migrate(c, tag=None, message=""):
+    """Run the schema migrations now, once, on the first web host (deploys do it themselves)."""
+    from ..configs.context import initial_state
+    from ..procedures import audit, lock
+    from ..procedures.deploy import Deployer
+    from ..remote import Runner
+    from ..ui import deploy as deploy_ui
+
+    inv = load_inventory()
+    with Runner(inv) as runner, lock.deploy_lock(runner, inv, "migrate", message):
+        where = Deployer(runner, inv, load_secrets(inv), initial_state(inv)).migrate(tag)
+        audit.record(runner, [inv.host(where)], audit.entry("migrate", "ok", version=tag or "",
+                                                            message=message))
+    deploy_ui.event("migrate", f"schema migrated on {where}")
+
+
 ns = Collection("deploy")
 ns.add_task(rollback)
+ns.add_task(migrate)
 ns.add_task(all_, default=True)
 for _name, _roles, _doc in (
     ("web", ("migrate", "web"), "Migrations, then the web processes, batch by batch."),
