@@ -1,0 +1,175 @@
+"""Deploys on the lab: from nothing, rolling under load, a broken release, rollback, lock, audit.
+
+Everything real: the containers run on the lab hosts' own Docker engines, events go through
+nginx, PgBouncer, Redis and PostgreSQL, and are counted in PostgreSQL by lab.verify.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sentryfab import inventory
+from sentryfab.lab import load, release
+from sentryfab.procedures import lock
+from sentryfab.remote import Runner
+
+from .conftest import LAB_INVENTORY, REPO, fab
+
+IDS_DIR = REPO / "lab" / "load"
+
+
+def deploy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return fab(*args, "--json", timeout=timeout)
+
+
+def reports(proc: subprocess.CompletedProcess) -> dict[str, dict]:
+    return {r["role"]: r for r in json.loads(proc.stdout)}
+
+
+def versions(inv, role: str) -> dict[str, set[str]]:
+    """host -> versions of the role's running containers, read from docker on the hosts."""
+    fmt = '{{.Label "sentryfab.version"}}'
+    with Runner(inv) as r:
+        results = r.run(inv.with_role(role), f"docker ps --filter label=sentryfab.role={role} "
+                                             f"--format '{fmt}'")
+    return {x.host.name: set(x.stdout.split()) for x in results}
+
+
+def verify(inv, ids: Path, wait: float = 60) -> load.VerifyReport:
+    with Runner(inv) as r:
+        return load.verify(r, inv.host("db-1"), ids, wait=wait)
+
+
+def load_in_background(inv, rate: float, duration: float) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def go() -> None:
+        box["report"] = load.run_load(load.default_url(inv), rate, duration, ids_dir=IDS_DIR)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, box
+
+
+@pytest.fixture(scope="module")
+def cluster(lab):
+    """A lab wiped to nothing, then `fab deploy`: the first test's subject, the others' base."""
+    inv = inventory.load(LAB_INVENTORY)
+    role_hosts = [h for h in inv.hosts if h.roles]
+    with Runner(inv) as r:
+        wiped = r.run(role_hosts, "docker rm -f $(docker ps -aq) >/dev/null 2>&1; "
+                                  "rm -rf /etc/sentryfab/* /var/lib/sentryfab/* "
+                                  "/etc/sentryfab/.[!.]* /var/lib/sentryfab/.[!.]*; true")
+    assert all(x.ok for x in wiped)
+    start = time.monotonic()
+    first = deploy("deploy")
+    took = time.monotonic() - start
+    assert first.returncode == 0, first.stdout + first.stderr
+    return inv, first, took
+
+
+def test_deploy_from_nothing_then_events_reach_postgresql_and_a_rerun_changes_nothing(cluster):
+    inv, first, took = cluster
+    rep = reports(first)
+    assert set(rep) == {"db", "pgbouncer", "redis-cache", "redis-queue", "web", "worker",
+                        "cron", "nginx"}
+    assert all(r["ok"] for r in rep.values())
+    assert all(h["state"] == "updated" for r in rep.values() for h in r["hosts"])
+    report = load.run_load(load.default_url(inv), 50, 4, ids_dir=IDS_DIR)
+    assert report.accepted == report.sent == 200
+    v = verify(inv, IDS_DIR / "latest.ids")
+    assert (v.counts.stored, v.counts.missing, v.counts.duplicated) == (200, 0, 0)
+    again = deploy("deploy")
+    assert again.returncode == 0
+    assert all(h["state"] == "unchanged" for r in reports(again).values() for h in r["hosts"])
+    print(f"deploy from nothing: {took:.1f} s")
+
+
+def test_rolling_web_deploy_under_load_fails_no_request_and_loses_no_event(cluster):
+    inv, *_ = cluster
+    with Runner(inv) as r:
+        assert all(x.ok for x in release.release(r, inv, "2"))
+    t, box = load_in_background(inv, rate=100, duration=25)
+    time.sleep(2)
+    proc = deploy("deploy.web", "--tag=2", "--batch=1")
+    t.join(timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lr = box["report"]
+    assert lr.sent == 2500
+    assert lr.failures == 0, lr.as_record()
+    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    v = verify(inv, IDS_DIR / "latest.ids")
+    assert (v.counts.missing, v.counts.duplicated) == (0, 0)
+    assert v.counts.stored == lr.accepted
+
+
+def test_broken_release_stops_after_the_first_batch_and_puts_it_back(cluster):
+    inv, *_ = cluster
+    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    with Runner(inv) as r:
+        assert all(x.ok for x in release.release(r, inv, "3-broken", broken=True))
+    start = time.monotonic()
+    proc = deploy("deploy.web", "--tag=3-broken", "--batch=1")
+    assert proc.returncode == 1
+    web = reports(proc)["web"]
+    assert not web["ok"] and "batch 1/2 failed" in web["stopped"]
+    states = {h["host"]: (h["state"], h["before"], h["after"]) for h in web["hosts"]}
+    assert states == {"web-1": ("rolled back", "2", "2"), "web-2": ("not reached", None, None)}
+    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    print(f"broken release stopped and rolled back in {time.monotonic() - start:.1f} s")
+
+
+def test_rollback_returns_every_web_host_to_the_previous_release(cluster):
+    inv, *_ = cluster
+    proc = deploy("deploy.rollback", "--roles=web", "--batch=1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert versions(inv, "web") == {"web-1": {"1"}, "web-2": {"1"}}
+    back = deploy("deploy.web", "--tag=2")  # and forward again
+    assert back.returncode == 0
+    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+
+
+def test_a_worker_killed_mid_load_loses_no_event(cluster):
+    inv, *_ = cluster
+    t, box = load_in_background(inv, rate=100, duration=10)
+    time.sleep(3)
+    with Runner(inv) as r:
+        # SIGKILL the process itself (docker kill would count as a stop): Docker restarts it.
+        [k] = r.run([inv.host("worker-1")],
+                    "kill -9 $(docker inspect --format '{{.State.Pid}}' sentry-worker-1)")
+    assert k.ok, k.stderr
+    t.join(timeout=60)
+    lr = box["report"]
+    assert lr.failures == 0
+    v = verify(inv, IDS_DIR / "latest.ids", wait=90)
+    assert (v.counts.stored, v.counts.missing, v.counts.duplicated) == (lr.accepted, 0, 0)
+
+
+def test_a_second_deploy_is_refused_with_the_holders_details(cluster):
+    inv, *_ = cluster
+    with Runner(inv) as r, lock.deploy_lock(r, inv, "deploy.web", "canary-holder"):
+        proc = fab("deploy.web", "--tag=2")
+        status = fab("lock.status", "--json")
+    assert proc.returncode == 1
+    assert "another deploy is running:" in proc.stderr
+    assert "deploy.web \"canary-holder\"" in proc.stderr.replace("\n", " ")
+    held = json.loads(status.stdout)
+    assert held["held"] and held["message"] == "canary-holder"
+    assert json.loads(fab("lock.status", "--json").stdout)["held"] is False
+
+
+def test_the_audit_log_records_deploys_and_rollbacks_on_the_hosts(cluster):
+    proc = fab("audit", "--roles=web", "--json", "--lines=50")
+    assert proc.returncode == 0
+    lines = json.loads(proc.stdout)["web-1"]
+    actions = [(x["action"], x["result"], x.get("version")) for x in lines]
+    assert ("deploy.web", "ok", "2") in actions
+    assert ("deploy.web", "failed", "3-broken") in actions
+    assert any(a == "rollback.web" and res == "ok" for a, res, _ in actions)
+    assert all(x["who"] for x in lines)
