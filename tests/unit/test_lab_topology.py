@@ -99,7 +99,7 @@ ssh:
   connect_timeout: 5
 secrets: secrets.yaml
 roles:
-  web: {image: lab/sentry, tag: '1', processes: 2, threads: 4}
+  web: {image: lab/sentry, tag: '1', processes: 2, threads: 4, health_timeout: 20}
   worker: {image: lab/sentry, tag: '1', processes: 2, concurrency: 1}
   cron: {image: lab/sentry, tag: '1'}
   redis-cache: {image: lab/base, tag: '1'}

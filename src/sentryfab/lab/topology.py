@@ -47,7 +47,8 @@ ROLE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 # Role settings of the lab inventory, in the order the inventory lists them.
 ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("web", {"image": "lab/sentry", "processes": 2, "threads": 4}),
+    # A lab web process is healthy within a second or two; give up after 20 s, not 90.
+    ("web", {"image": "lab/sentry", "processes": 2, "threads": 4, "health_timeout": 20}),
     ("worker", {"image": "lab/sentry", "processes": 2, "concurrency": 1}),
     ("cron", {"image": "lab/sentry"}),
     ("redis-cache", {}),

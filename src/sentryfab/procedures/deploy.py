@@ -163,8 +163,8 @@ class Deployer:
         for spec in specs:
             s.run(docker.replace(spec), check=True)
         check = self._health(host, role, specs)
-        if s.run(health.until_healthy(check, self.health_timeout), stdin=check.stdin,
-                 timeout=self.health_timeout + 30).ok:
+        if s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
+                 timeout=self._timeout(role) + 30).ok:
             s.run(_record_release(role, previous, when))
             return HostOutcome(host.name, current, previous, "updated", check.what)
         return HostOutcome(host.name, current, None, "failed",
@@ -233,8 +233,8 @@ class Deployer:
         if role == "db" and host.name == self.state.primary:
             self._bootstrap_primary(s, want[0])
         check = self._health(host, role, want)
-        out = s.run(health.until_healthy(check, self.health_timeout), stdin=check.stdin,
-                    timeout=self.health_timeout + 30)
+        out = s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
+                    timeout=self._timeout(role) + 30)
         old = _version(before)
         if out.ok:
             s.run(cfg.clear_pending(role))
@@ -262,8 +262,12 @@ class Deployer:
         for spec in specs:
             s.run(docker.replace(spec), check=True)
         check = self._health(s.host, role, specs)
-        return s.run(health.until_healthy(check, self.health_timeout), stdin=check.stdin,
-                     timeout=self.health_timeout + 30).ok
+        return s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
+                     timeout=self._timeout(role) + 30).ok
+
+    def _timeout(self, role: str) -> float:
+        """How long a role's new containers get to become healthy (inventory: health_timeout)."""
+        return float(settings(self.inv, role).get("health_timeout", self.health_timeout))
 
     def _health(self, host: Host, role: str, specs: list[ContainerSpec]) -> health.HealthCheck:
         secret = {"redis-cache": "redis_password", "redis-queue": "redis_password",
