@@ -86,7 +86,8 @@ def diff(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendered]],
                 mask(secrets, old, f.file.secret).splitlines(keepends=True),
                 mask(secrets, f.content, f.file.secret).splitlines(keepends=True),
                 fromfile=f"{s.host.name}:{f.path}", tofile=f"rendered:{f.path}")
-            out.append(FileDiff(f.path, f.role, "changed" if old else "new", "".join(lines)))
+            text = "".join(lines) or "(only secret values differ: not shown)\n"
+            out.append(FileDiff(f.path, f.role, "changed" if old else "new", text))
         return out
 
     return runner.each(hosts, step, on_done=on_done)
