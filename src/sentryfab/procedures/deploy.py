@@ -288,6 +288,10 @@ class Deployer:
     def _undrain(self) -> None:
         self._push_nginx(frozenset())
 
+    def push_nginx(self) -> None:
+        """nginx's config as the inventory says now (after a web scale)."""
+        self._push_nginx(frozenset())
+
     def _push_nginx(self, drained: frozenset[str]) -> None:
         nginx = self.inv.with_role("nginx")
         if not nginx:

@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import adhoc, config, deploy, lab, ops, secrets
+from . import adhoc, config, deploy, lab, ops, scale, secrets
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
@@ -15,3 +15,5 @@ ns.add_collection(deploy.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(ops.lock_ns)
 ns.add_collection(secrets.ns)
+ns.add_collection(Collection("web", scale.web_scale))
+ns.add_collection(Collection("worker", scale.worker_scale))

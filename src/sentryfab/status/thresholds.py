@@ -1,0 +1,201 @@
+"""Warning and critical levels: one table of defaults, overridable per role and per host.
+
+    roles:
+      redis-queue:
+        thresholds: {memory_pct: [70, 90]}      # [warning, critical]; null turns one off
+    hosts:
+      db-2: {address: ..., roles: [db], vars: {thresholds: {replication_lag_s: [10, 60]}}}
+    thresholds: {disk_pct: [75, 90]}            # top level: every host and role
+
+A value strictly above a level has that severity. Metric names are unique across scopes, so
+a flat mapping is never ambiguous. Precedence: defaults < top-level < the role's < the host's
+vars (host metrics such as disk_pct take every role of the host, in order).
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InventoryError
+from ..inventory import Host, Inventory
+from .model import Problem, Severity
+
+#: (warning, critical); None means no such level.
+Levels = tuple[float | None, float | None]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is named in messages and which unit its values have."""
+
+    label: str
+    unit: str  # pct, bytes, s, ms, count, per_s, ratio
+
+
+METRICS: dict[str, Metric] = {
+    "ssh_ms": Metric("SSH round trip", "ms"),
+    "load_per_cpu": Metric("load per CPU", "ratio"),
+    "mem_pct": Metric("memory used", "pct"),
+    "disk_pct": Metric("disk use", "pct"),
+    "fds_pct": Metric("open files", "pct"),
+    "restarts": Metric("restarts since last check", "count"),
+    "health_ms": Metric("/_health/ answer time", "ms"),
+    "web_down_pct": Metric("web processes down", "pct"),
+    "upstreams_down_pct": Metric("upstreams unreachable from nginx", "pct"),
+    "memory_pct": Metric("memory", "pct"),
+    "clients_pct": Metric("clients", "pct"),
+    "rejected_connections": Metric("connections rejected since last check", "count"),
+    "evicted_keys": Metric("evicted keys", "count"),
+    "queue_length": Metric("queue length", "count"),
+    "queue_growth_per_s": Metric("queue growth", "per_s"),
+    "connections_pct": Metric("connections", "pct"),
+    "replication_lag_bytes": Metric("replication lag", "bytes"),
+    "replication_lag_s": Metric("replication lag", "s"),
+    "cl_waiting": Metric("clients waiting for a server connection", "count"),
+    "maxwait_s": Metric("longest client wait", "s"),
+}
+
+#: The defaults, by scope: 'host' for every machine, '*' for every role, then each role.
+DEFAULTS: dict[str, dict[str, Levels]] = {
+    "host": {
+        # Beyond the connect, a command costs about a millisecond on a LAN: 300 ms means a
+        # loaded sshd or a congested network, 2 s means the host is barely usable.
+        "ssh_ms": (300, 2000),
+        "load_per_cpu": (2.0, 4.0),
+        "mem_pct": (90, 97),
+        "disk_pct": (80, 90),
+        "fds_pct": (70, 90),
+    },
+    # Any restart is worth a look; several between two checks is a crash loop.
+    "*": {"restarts": (0, 2)},
+    "web": {"health_ms": (1000, 3000), "web_down_pct": (30, 50)},
+    "nginx": {"upstreams_down_pct": (0, 50)},
+    # The cache evicts by design (allkeys-lru): full memory and evictions are normal there.
+    "redis-cache": {"clients_pct": (70, 90), "rejected_connections": (0, 100)},
+    "redis-queue": {
+        # The queue must fit in memory (noeviction: a full queue refuses events).
+        "memory_pct": (70, 90),
+        "clients_pct": (70, 90),
+        "rejected_connections": (0, 100),
+        # An eviction on the queue is a lost event, whatever the count.
+        "evicted_keys": (None, 0),
+        "queue_length": (10_000, 100_000),
+        "queue_growth_per_s": (100, 1000),
+    },
+    "db": {
+        "connections_pct": (70, 90),
+        # 16 MB is one WAL segment; failing over past that loses a segment of writes.
+        "replication_lag_bytes": (1_000_000, 16_000_000),
+        "replication_lag_s": (30, 300),
+    },
+    "pgbouncer": {"cl_waiting": (10, 100), "maxwait_s": (1, 5)},
+}
+
+
+def _overrides(raw: Any) -> dict[str, Levels]:
+    if not isinstance(raw, dict):
+        return {}
+    return {k: (v[0], v[1]) for k, v in raw.items() if isinstance(v, list | tuple) and len(v) == 2}
+
+
+def levels(inv: Inventory, host: Host, scope: str) -> dict[str, Levels]:
+    """Every metric's levels for `scope` ('host' or a role) on `host`."""
+    out: dict[str, Levels] = {}
+    if scope != "host":
+        out.update(DEFAULTS["*"])
+    out.update(DEFAULTS.get(scope, {}))
+    out.update(_overrides(inv.extra.get("thresholds")))
+    for role in (host.roles if scope == "host" else (scope,)):
+        out.update(_overrides(inv.role_vars(role).get("thresholds")))
+    out.update(_overrides(host.vars.get("thresholds")))
+    return out
+
+
+def severity_of(value: float | None, lv: Levels) -> tuple[Severity, float | None]:
+    """('critical', level) if above critical, ('warning', level) if above warning, else ok."""
+    warn, crit = lv
+    if value is None:
+        return "ok", None
+    if crit is not None and value > crit:
+        return "critical", crit
+    if warn is not None and value > warn:
+        return "warning", warn
+    return "ok", None
+
+
+def evaluate(metric: str, value: float | None, lv: dict[str, Levels],
+             label: str | None = None) -> Problem | None:
+    """A Problem if `value` is above a level: 'replication lag 48 MB (critical > 16 MB)'."""
+    if metric not in lv:
+        return None
+    sev, limit = severity_of(value, lv[metric])
+    if sev == "ok":
+        return None
+    m = METRICS[metric]
+    text = f"{label or m.label} {fmt(value, m.unit)} ({sev} > {fmt(limit, m.unit)})"
+    return Problem(sev, text, metric=metric, value=value, limit=limit)
+
+
+def fmt(value: float | None, unit: str) -> str:
+    """A value in its unit, short: '48 MB', '93%', '1.2 s', '250 ms', '12/s'."""
+    if value is None:
+        return "-"
+    if unit == "bytes":
+        return human_bytes(value)
+    if unit == "pct":
+        return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+    if unit == "s":
+        return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+    if unit == "ms":
+        return f"{value:.0f} ms"
+    if unit == "per_s":
+        return f"{value:+.0f}/s" if abs(value) >= 10 else f"{value:+.1f}/s"
+    if unit == "ratio":
+        return f"{value:.2f}"
+    return f"{value:.0f}"
+
+
+def human_bytes(n: float) -> str:
+    """Decimal units as df -H and most dashboards show them: '48 MB', '1.5 GB'."""
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if abs(n) >= size:
+            v = n / size
+            return f"{v:.1f} {unit}" if v < 10 else f"{v:.0f} {unit}"
+    return f"{n:.0f} B"
+
+
+def validate(inv: Inventory) -> None:
+    """Every `thresholds` mapping in the inventory well-formed; InventoryError listing all."""
+    problems: list[str] = []
+    places: list[tuple[str, Any]] = [("thresholds", inv.extra.get("thresholds"))]
+    places += [(f"roles/{r}/thresholds", v.get("thresholds")) for r, v in inv.roles.items()]
+    places += [(f"hosts/{h.name}/vars/thresholds", h.vars.get("thresholds"))
+               for h in inv.hosts]
+    for path, raw in places:
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            problems.append(f"{inv.path.name}: {path}: must be a mapping of metric: "
+                            "[warning, critical]")
+            continue
+        for name, lv in raw.items():
+            problems += _check_one(inv.path.name, f"{path}/{name}", str(name), lv)
+    if problems:
+        raise InventoryError(problems)
+
+
+def _check_one(label: str, path: str, name: str, lv: Any) -> list[str]:
+    where = f"{label}: {path}"
+    if name not in METRICS:
+        close = difflib.get_close_matches(name, list(METRICS), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(METRICS)})"
+        return [f"{where}: unknown metric '{name}'{hint}"]
+    if not isinstance(lv, list | tuple) or len(lv) != 2 or not all(
+            v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in lv):
+        return [f"{where}: must be [warning, critical], two numbers (null turns one off), "
+                f"got {lv!r}"]
+    if lv[0] is not None and lv[1] is not None and lv[0] > lv[1]:
+        return [f"{where}: the warning level {lv[0]} is above the critical level {lv[1]}"]
+    return []

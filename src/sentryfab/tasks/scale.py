@@ -1,0 +1,71 @@
+"""`fab web.scale` and `fab worker.scale`: more or fewer processes per host, rolled out safely."""
+
+from __future__ import annotations
+
+from invoke import task
+from invoke.exceptions import Exit
+
+from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secrets, selected
+
+_HELP = helps(
+    "hosts", "exclude", "parallel", "accept-new", "json",
+    processes="processes per host after the change",
+    batch="hosts per batch: a number or a percentage (default 25%)",
+    message="a note for the lock and the audit log",
+)
+
+
+def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, json,
+           message) -> None:
+    import dataclasses
+    import time
+
+    from ..configs.context import initial_state
+    from ..errors import UsageError
+    from ..inventory_edit import set_role_var
+    from ..procedures import audit, lock
+    from ..procedures.deploy import Deployer
+    from ..remote import Runner
+    from ..ui import deploy as deploy_ui
+
+    if processes is None or int(processes) < 1:
+        raise UsageError(f"{role}.scale needs --processes N (at least 1)")
+    n = int(processes)
+    inv = load_inventory()
+    # The rollout sees the new count everywhere (containers, nginx's upstreams) before the
+    # inventory file says so; the file is changed only once the rollout succeeded.
+    scaled = dataclasses.replace(inv, roles={**inv.roles, role: {**inv.role_vars(role),
+                                                                  "processes": n}})
+    targets = [h for h in selected(scaled, None, hosts, exclude) if h.has(role)]
+    start = time.monotonic()
+    with Runner(scaled, parallel=int(parallel), accept_new=accept_new) as runner, \
+            lock.deploy_lock(runner, scaled, f"{role}.scale", message):
+        d = Deployer(runner, scaled, load_secrets(inv), initial_state(inv),
+                     on_event=deploy_ui.event)
+        report = d.deploy_role(role, targets, batch=batch, count=n)
+        audit.record(runner, targets, audit.entry(
+            f"{role}.scale", "ok" if report.ok else "failed", processes=n, message=message,
+            hosts=[h.name for h in targets]))
+        if report.ok and report.changed and role == "web":
+            d.push_nginx()  # nginx now lists exactly the new processes
+    deploy_ui.show([report], time.monotonic() - start, as_json=json)
+    if not report.ok:
+        raise Exit(code=1)
+    set_role_var(inv.path, role, "processes", n)
+    deploy_ui.event(role, f"{inv.path}: roles.{role}.processes is now {n}")
+
+
+@task(name="scale", auto_shortflags=False, help=_HELP)
+@handled
+def web_scale(c, processes=None, hosts=None, exclude=None, batch=None,
+              parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message=""):
+    """Run N web processes per host (one container and port each), batch by batch."""
+    _scale("web", processes, hosts, exclude, batch, parallel, accept_new, json, message)
+
+
+@task(name="scale", auto_shortflags=False, help=_HELP)
+@handled
+def worker_scale(c, processes=None, hosts=None, exclude=None, batch=None,
+                 parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message=""):
+    """Run N worker processes per host, batch by batch."""
+    _scale("worker", processes, hosts, exclude, batch, parallel, accept_new, json, message)
