@@ -173,3 +173,28 @@ def test_the_audit_log_records_deploys_and_rollbacks_on_the_hosts(cluster):
     assert ("deploy.web", "failed", "3-broken") in actions
     assert any(a == "rollback.web" and res == "ok" for a, res, _ in actions)
     assert all(x["who"] for x in lines)
+
+
+def test_worker_scale_changes_the_containers_and_the_inventory(cluster):
+    inv, *_ = cluster
+    text = LAB_INVENTORY.read_text()
+    try:
+        proc = deploy("worker.scale", "--processes=1")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        names = fab("run", "--roles=worker", "--json",
+                    "docker ps --filter label=sentryfab.role=worker --format '{{.Names}}'")
+        assert {r["host"]: r["stdout"].split() for r in json.loads(names.stdout)} == \
+            {"worker-1": ["sentry-worker-1"], "worker-2": ["sentry-worker-1"]}
+        assert "worker: {image: lab/sentry, tag: '1', processes: 1," in LAB_INVENTORY.read_text()
+    finally:
+        assert deploy("worker.scale", "--processes=2").returncode == 0
+    assert LAB_INVENTORY.read_text() == text
+
+
+def test_logs_and_exec_reach_the_containers(cluster):
+    logs = fab("logs", "db-1", "--n=5")
+    assert logs.returncode == 0 and "db-1 | " in logs.stdout
+    ex = fab("exec", "pgbouncer-1", "id -un")
+    assert ex.returncode == 0 and "postgres" in ex.stdout
+    bad = fab("exec", "pgbouncer-1", "--role=web", "true")
+    assert bad.returncode == 2 and "pgbouncer-1 has no role 'web'" in bad.stderr
