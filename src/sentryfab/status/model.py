@@ -29,12 +29,14 @@ class Problem:
     metric: str | None = None
     value: Any = None
     limit: float | None = None
+    scope: str = "host"            # 'host', a role, or 'cluster'
     hosts: tuple[str, ...] = ()    # cluster findings: the hosts it concerns
     roles: tuple[str, ...] = ()    # cluster findings: the roles it concerns
 
     def as_record(self) -> dict[str, Any]:
         """The --json form."""
-        rec: dict[str, Any] = {"severity": self.severity, "message": self.message}
+        rec: dict[str, Any] = {"severity": self.severity, "scope": self.scope,
+                               "message": self.message}
         if self.metric:
             rec.update(metric=self.metric, value=self.value, limit=self.limit)
         if self.hosts:

@@ -15,16 +15,17 @@ _HELP = helps(
     max_fail="hosts of a batch that may fail before the rollout stops (default 0)",
     message="a note for the lock and the audit log",
     wait="seconds to wait for another deploy's lock (default: fail at once)",
+    ignore_capacity="deploy even if the capacity check says it overcommits (audited)",
 )
 
 
 def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch=None,
             max_fail=0, parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="",
-            wait=0, action="deploy") -> None:
+            wait=0, action="deploy", ignore_capacity=False) -> None:
     import time
 
     from ..configs.context import initial_state
-    from ..procedures import audit, lock
+    from ..procedures import audit, capacity, lock
     from ..procedures.deploy import Deployer
     from ..remote import Runner
     from ..ui import deploy as deploy_ui
@@ -34,6 +35,11 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
     start = time.monotonic()
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
             lock.deploy_lock(runner, inv, action, message, float(wait)):
+        if ignore_capacity:
+            audit.record(runner, [h for h in inv.hosts if h.roles], audit.entry(
+                action, "capacity check skipped (--ignore-capacity)", message=message))
+        else:
+            capacity.preflight(inv, runner, action)
         d = Deployer(runner, inv, secrets, initial_state(inv), on_event=deploy_ui.event)
         reports = []
         def migrate() -> None:
@@ -66,10 +72,10 @@ def _role_task(role_names: tuple[str, ...], name: str, doc: str):
     @handled
     def deploy_one(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail=0,
                    parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="",
-                   wait=0):
+                   wait=0, ignore_capacity=False):
         _deploy(role_names, hosts=hosts, exclude=exclude, tag=tag, batch=batch,
                 max_fail=max_fail, parallel=parallel, accept_new=accept_new, json=json,
-                message=message, wait=wait, action="deploy")
+                message=message, wait=wait, action="deploy", ignore_capacity=ignore_capacity)
 
     deploy_one.__doc__ = doc
     deploy_one.body.__doc__ = doc
@@ -79,17 +85,19 @@ def _role_task(role_names: tuple[str, ...], name: str, doc: str):
 @task(name="all", default=True, auto_shortflags=False, help=_HELP)
 @handled
 def all_(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail=0,
-         parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="", wait=0):
+         parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="", wait=0,
+         ignore_capacity=False):
     """The whole cluster, from nothing or any state, in dependency order."""
     from ..plans.rollout import DEPLOY_ORDER
 
     _deploy(DEPLOY_ORDER, hosts=hosts, exclude=exclude, tag=tag, batch=batch,
             max_fail=max_fail, parallel=parallel, accept_new=accept_new, json=json,
-            message=message, wait=wait, action="deploy")
+            message=message, wait=wait, action="deploy", ignore_capacity=ignore_capacity)
 
 
 @task(name="rollback", auto_shortflags=False, help={
-    **_HELP, "roles": "the role(s) to roll back, e.g. web (redis means both Redis roles)"})
+    **{k: v for k, v in _HELP.items() if k != "ignore-capacity"},
+    "roles": "the role(s) to roll back, e.g. web (redis means both Redis roles)"})
 @handled
 def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_fail=0,
              parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="", wait=0):

@@ -12,18 +12,19 @@ _HELP = helps(
     processes="processes per host after the change",
     batch="hosts per batch: a number or a percentage (default 25%)",
     message="a note for the lock and the audit log",
+    ignore_capacity="go ahead even if the capacity check says it overcommits (audited)",
 )
 
 
 def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, json,
-           message) -> None:
+           message, ignore_capacity=False) -> None:
     import dataclasses
     import time
 
     from ..configs.context import initial_state
     from ..errors import UsageError
     from ..inventory_edit import set_role_var
-    from ..procedures import audit, lock
+    from ..procedures import audit, capacity, lock
     from ..procedures.deploy import Deployer
     from ..remote import Runner
     from ..ui import deploy as deploy_ui
@@ -40,6 +41,12 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
     start = time.monotonic()
     with Runner(scaled, parallel=int(parallel), accept_new=accept_new) as runner, \
             lock.deploy_lock(runner, scaled, f"{role}.scale", message):
+        if ignore_capacity:
+            audit.record(runner, targets, audit.entry(
+                f"{role}.scale", "capacity check skipped (--ignore-capacity)", processes=n,
+                message=message))
+        else:
+            capacity.preflight(scaled, runner, f"{role}.scale --processes {n}")
         d = Deployer(runner, scaled, load_secrets(inv), initial_state(inv),
                      on_event=deploy_ui.event)
         report = d.deploy_role(role, targets, batch=batch, count=n)
@@ -58,14 +65,18 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
 @task(name="scale", auto_shortflags=False, help=_HELP)
 @handled
 def web_scale(c, processes=None, hosts=None, exclude=None, batch=None,
-              parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message=""):
+              parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="",
+              ignore_capacity=False):
     """Run N web processes per host (one container and port each), batch by batch."""
-    _scale("web", processes, hosts, exclude, batch, parallel, accept_new, json, message)
+    _scale("web", processes, hosts, exclude, batch, parallel, accept_new, json, message,
+           ignore_capacity)
 
 
 @task(name="scale", auto_shortflags=False, help=_HELP)
 @handled
 def worker_scale(c, processes=None, hosts=None, exclude=None, batch=None,
-                 parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message=""):
+                 parallel=DEFAULT_PARALLEL, accept_new=False, json=False, message="",
+                 ignore_capacity=False):
     """Run N worker processes per host, batch by batch."""
-    _scale("worker", processes, hosts, exclude, batch, parallel, accept_new, json, message)
+    _scale("worker", processes, hosts, exclude, batch, parallel, accept_new, json, message,
+           ignore_capacity)

@@ -1,0 +1,226 @@
+"""Capacity math: which limit each tier of the cluster runs into first. Pure.
+
+The reference deployment learned these by breaking them: more web processes choked
+PostgreSQL's connections (PgBouncer fixed that), then Redis choked on connections under
+spikes. Every number here comes from the inventory's settings (the same ones the configs
+are rendered from) and from host facts (RAM, open-file limit, somaxconn), read over SSH
+or declared in the inventory for --offline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..configs.context import pgbouncer_for, settings
+from ..inventory import Host, Inventory
+
+GB = 1024 ** 3
+MB = 1024 ** 2
+
+#: Used when neither the host nor the inventory says (the --offline fallbacks).
+DEFAULT_FACTS = {"ram": 16 * GB, "nofile": 1024 * 1024, "somaxconn": 4096}
+
+#: Connections a Sentry process keeps besides one per thread (its own pools: the Redis
+#: buffers, the nodestore, the caches); and memory per process.
+SENTRY_EXTRA_DB_CONNS = 1
+SENTRY_PROCESS_MEMORY = {"web": 600 * MB, "worker": 800 * MB, "cron": 300 * MB}
+#: PostgreSQL's own memory per connection beyond work_mem (catalog caches, buffers).
+PG_CONN_OVERHEAD = 10 * MB
+#: Connections kept free on PostgreSQL for people (psql at 3 a.m.) and sentryfab's checks.
+ADMIN_MARGIN = 10
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What limits a host: memory, open files per process, the kernel's listen queue cap."""
+
+    ram: int
+    nofile: int
+    somaxconn: int
+    source: str = "declared"  # "ssh" when read from the host
+
+
+@dataclass(frozen=True)
+class Line:
+    """One limit of one component: what it allows, what the cluster would use."""
+
+    tier: str
+    component: str
+    limit: float
+    planned: float
+    unit: str
+    note: str = ""
+    what_if: bool = False  # a road not taken (no PgBouncer): shown, never counted as over
+
+    @property
+    def headroom(self) -> float:
+        """What is left; negative when over."""
+        return self.limit - self.planned
+
+    @property
+    def used_pct(self) -> float:
+        """Planned use as a percentage of the limit."""
+        return 100.0 * self.planned / self.limit if self.limit else float("inf")
+
+    @property
+    def over(self) -> bool:
+        """True when the plan does not fit."""
+        return self.planned > self.limit
+
+
+@dataclass
+class CapacityReport:
+    """Every line, and which runs out first."""
+
+    lines: list[Line] = field(default_factory=list)
+
+    @property
+    def over(self) -> list[Line]:
+        """The lines over their limit (what-if lines excluded)."""
+        return [line for line in self.lines if line.over and not line.what_if]
+
+    @property
+    def first_to_run_out(self) -> Line | None:
+        """The real component with the least headroom relative to its limit."""
+        return max((x for x in self.lines if not x.what_if), key=lambda x: x.used_pct,
+                   default=None)
+
+
+def parse_size(value: object) -> int:
+    """'8gb', '256MB', '1GB', 1024 -> bytes (Redis and PostgreSQL spellings)."""
+    if isinstance(value, int | float):
+        return int(value)
+    text = str(value).strip().lower().replace(" ", "")
+    for suffix, mult in (("tb", 1024 ** 4), ("gb", GB), ("mb", MB), ("kb", 1024),
+                         ("t", 1024 ** 4), ("g", GB), ("m", MB), ("k", 1024), ("b", 1)):
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * mult)
+    return int(float(text))
+
+
+def declared_facts(inv: Inventory, host: Host) -> HostFacts:
+    """Host facts from the inventory (host vars `ram`, `nofile`, `somaxconn`), or defaults."""
+    v = host.vars
+    return HostFacts(parse_size(v.get("ram", DEFAULT_FACTS["ram"])),
+                     int(v.get("nofile", DEFAULT_FACTS["nofile"])),
+                     int(v.get("somaxconn", DEFAULT_FACTS["somaxconn"])))
+
+
+def sentry_db_clients(inv: Inventory, host: Host) -> int:
+    """Database connections one Sentry host opens: per process, a thread each, plus pools."""
+    total = 0
+    if host.has("web"):
+        s = settings(inv, "web", host)
+        total += int(s["processes"]) * (int(s["threads"]) + SENTRY_EXTRA_DB_CONNS)
+    if host.has("worker"):
+        s = settings(inv, "worker", host)
+        total += int(s["processes"]) * (int(s["concurrency"]) + SENTRY_EXTRA_DB_CONNS)
+    if host.has("cron"):
+        total += 1 + SENTRY_EXTRA_DB_CONNS
+    return total
+
+
+def sentry_hosts(inv: Inventory) -> list[Host]:
+    """Hosts running any Sentry process."""
+    return [h for h in inv.hosts if {"web", "worker", "cron"} & set(h.roles)]
+
+
+def plan(inv: Inventory, facts: dict[str, HostFacts]) -> CapacityReport:
+    """Every capacity line of the cluster as the inventory describes it."""
+    report = CapacityReport()
+    add = report.lines.append
+    clients = {h.name: sentry_db_clients(inv, h) for h in sentry_hosts(inv)}
+    total_clients = sum(clients.values())
+    dbs = inv.with_role("db")
+    bouncers = inv.with_role("pgbouncer")
+    db_s = settings(inv, "db", dbs[0]) if dbs else {}
+    usable = (int(db_s.get("max_connections", 0)) - int(db_s.get("superuser_reserved_connections",
+                                                                  3)) - ADMIN_MARGIN)
+
+    # 1. Sentry straight to PostgreSQL: the lesson that PgBouncer was put in for.
+    if dbs:
+        add(Line("postgresql", "without pgbouncer" if bouncers else "sentry clients", usable,
+                 total_clients, "connections",
+                 "every Sentry thread holding its own server connection",
+                 what_if=bool(bouncers)))
+
+    # 2. Clients into each PgBouncer, and the server connections all of them open.
+    server_conns = 0
+    for b in bouncers:
+        bs = settings(inv, "pgbouncer", b)
+        mine = sum(n for name, n in clients.items()
+                   if (pgbouncer_for(inv, inv.host(name)) or {}).get("name") == b.name)
+        add(Line("pgbouncer", f"{b.name} clients", int(bs["max_client_conn"]), mine,
+                 "connections", "max_client_conn"))
+        server_conns += int(bs["default_pool_size"]) + int(bs["reserve_pool_size"])
+        fd = facts.get(b.name, declared_facts(inv, b)).nofile
+        add(Line("pgbouncer", f"{b.name} file descriptors", fd,
+                 int(bs["max_client_conn"]) + int(bs["default_pool_size"])
+                 + int(bs["reserve_pool_size"]) + 10, "fds", "max_client_conn + pool + 10"))
+    if bouncers and dbs:
+        add(Line("postgresql", "from pgbouncer", usable, server_conns, "connections",
+                 "sum over bouncers of default_pool_size + reserve_pool_size"))
+
+    # 3. Redis: every Sentry process keeps a pool to each Redis of a cluster.
+    procs = _sentry_processes(inv)
+    for role in ("redis-cache", "redis-queue"):
+        for r in inv.with_role(role):
+            rs = settings(inv, role, r)
+            f = facts.get(r.name, declared_facts(inv, r))
+            planned = procs["threads"]
+            add(Line("redis", f"{r.name} clients", int(rs["maxclients"]), planned,
+                     "connections", "maxclients"))
+            add(Line("redis", f"{r.name} file descriptors", f.nofile,
+                     int(rs["maxclients"]) + 32, "fds", "maxclients + 32 (Redis' own)"))
+            add(Line("redis", f"{r.name} listen backlog", f.somaxconn, int(rs["tcp_backlog"]),
+                     "connections", "tcp-backlog is cut to net.core.somaxconn"))
+            mem = parse_size(rs["maxmemory"])
+            # The queue persists: a fork for RDB/AOF rewrite may copy every page it touches.
+            need = mem * (2 if role == "redis-queue" else 1) + 256 * MB
+            add(Line("memory", f"{r.name} redis", f.ram, need, "bytes",
+                     "maxmemory x2 (fork for persistence) + 256 MB"
+                     if role == "redis-queue" else "maxmemory + 256 MB"))
+
+    # 4. Memory of the database and of the Sentry hosts.
+    for d in dbs:
+        ds = settings(inv, "db", d)
+        f = facts.get(d.name, declared_facts(inv, d))
+        need = (parse_size(ds["shared_buffers"]) + int(ds["max_connections"])
+                * (parse_size(ds["work_mem"]) + PG_CONN_OVERHEAD))
+        add(Line("memory", f"{d.name} postgresql", f.ram, need, "bytes",
+                 "shared_buffers + max_connections x (work_mem + 10 MB)"))
+    for h in sentry_hosts(inv):
+        f = facts.get(h.name, declared_facts(inv, h))
+        need = sum(int(settings(inv, role, h).get("processes", 1))
+                   * parse_size(settings(inv, role, h).get("process_memory",
+                                                           SENTRY_PROCESS_MEMORY[role]))
+                   for role in ("web", "worker", "cron") if h.has(role))
+        add(Line("memory", f"{h.name} sentry", f.ram, need, "bytes",
+                 "processes x process_memory"))
+    return report
+
+
+def _sentry_processes(inv: Inventory) -> dict[str, int]:
+    """Sentry processes and threads across the cluster (each thread may hold a connection)."""
+    procs = threads = 0
+    for h in sentry_hosts(inv):
+        if h.has("web"):
+            s = settings(inv, "web", h)
+            procs += int(s["processes"])
+            threads += int(s["processes"]) * (int(s["threads"]) + 1)
+        if h.has("worker"):
+            s = settings(inv, "worker", h)
+            procs += int(s["processes"])
+            threads += int(s["processes"]) * (int(s["concurrency"]) + 1)
+        if h.has("cron"):
+            procs += 1
+            threads += 2
+    return {"processes": procs, "threads": threads}
+
+
+def with_processes(inv: Inventory, role: str, processes: int) -> Inventory:
+    """The inventory as it would be after `role.scale --processes N` (for the preflight)."""
+    import dataclasses
+
+    return dataclasses.replace(inv, roles={**inv.roles, role: {**inv.role_vars(role),
+                                                                "processes": processes}})

@@ -1,0 +1,431 @@
+"""One host's facts -> its metrics and problems, plus the sample kept for the next round.
+
+Pure: the facts, the inventory and the previous sample in; no I/O. Problems that need other
+hosts' facts (which database is the primary, whether nginx's failing upstream is a web
+process already reported down) are cluster.py's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..configs.context import SENTRY_DB, settings, web_ports
+from ..containers.spec import specs_for
+from ..inventory import Host, Inventory
+from . import parsers
+from .model import HostStatus, Problem, Severity, Value
+from .script import DATA_PATHS
+from .thresholds import Levels, evaluate, human_bytes, levels
+
+#: A sample: what the next round compares with (restart counts, counters, queue length).
+Sample = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the host sent back for its check script, and how long the exchange took."""
+
+    stdout: str
+    exit_code: int | None
+    error: str | None
+    round_trip: float               # seconds, measured here
+    connect_seconds: float | None   # when this round opened the connection
+
+
+def _scoped(p: Problem | None, scope: str) -> Problem | None:
+    return None if p is None else replace(p, scope=scope)
+
+
+def evaluate_host(inv: Inventory, host: Host, answer: Answer, prev: Sample | None,
+                  now: float) -> tuple[HostStatus, Sample]:
+    """The host's status from its check script's answer; and the sample to keep."""
+    st = HostStatus(host, reachable=True, seconds=answer.round_trip)
+    out = parsers.split(answer.stdout)
+    prev = prev or {}
+    sample: Sample = {"t": now}
+    if not out.complete:
+        why = answer.error or f"exit code {answer.exit_code}"
+        st.add(Problem("critical", f"status check did not finish: {why}"))
+    _host(st, out, answer, levels(inv, host, "host"))
+    if host.roles:
+        _containers(st, inv, out, prev, sample)
+    for role in host.roles:
+        lv = levels(inv, host, role)
+        if role == "web":
+            _web(st, inv, out, lv)
+        elif role == "nginx":
+            _nginx(st, out, prev, sample, now)
+        elif role in ("redis-cache", "redis-queue"):
+            _redis(st, inv, role, out, lv, prev, sample, now)
+        elif role == "db":
+            _db(st, out, lv)
+        elif role == "pgbouncer":
+            _pgbouncer(st, out, lv, prev, sample, now)
+    return st, sample
+
+
+def unreachable(host: Host, error: str, seconds: float) -> HostStatus:
+    """A host that could not be checked at all."""
+    return HostStatus(host, reachable=False, error=error, seconds=seconds,
+                      problems=[Problem("critical", f"unreachable: {error}")])
+
+
+# -- host ------------------------------------------------------------------------------------
+
+def _host(st: HostStatus, out: parsers.Output, answer: Answer, lv: dict[str, Levels]) -> None:
+    m: dict[str, Value] = st.metrics.setdefault("host", {})
+    m["reachable"] = 1
+    remote = out.remote_seconds
+    if remote is not None:
+        m["ssh_ms"] = round(max(answer.round_trip - remote, 0.0) * 1000, 1)
+        m["check_ms"] = round(remote * 1000, 1)
+        st.add(evaluate("ssh_ms", m["ssh_ms"], lv))
+    if answer.connect_seconds is not None:
+        m["connect_ms"] = round(answer.connect_seconds * 1000, 1)
+    sec = out.get("loadavg")
+    load = parsers.loadavg(sec.lines) if sec else None
+    cpus = parsers.nproc(out.get("nproc").lines) if out.get("nproc") else None
+    if load:
+        m["load1"], m["load5"], m["load15"] = load
+    if cpus:
+        m["cpus"] = cpus
+    if load and cpus:
+        # The 5-minute figure: a one-minute spike is not a problem worth waking anyone for.
+        m["load_per_cpu"] = round(load[1] / cpus, 2)
+        st.add(evaluate("load_per_cpu", m["load_per_cpu"], lv,
+                        f"load per CPU (5 min, {cpus} CPUs)"))
+    mem = parsers.meminfo(out.get("meminfo").lines) if out.get("meminfo") else None
+    if mem:
+        total, avail = mem
+        m["mem_total"], m["mem_available"] = total, avail
+        m["mem_pct"] = round(100.0 * (total - avail) / total, 1) if total else None
+        st.add(evaluate("mem_pct", m["mem_pct"], lv))
+    fds = parsers.file_nr(out.get("file-nr").lines) if out.get("file-nr") else None
+    if fds:
+        m["fds_open"], m["fds_max"] = fds
+        m["fds_pct"] = round(100.0 * fds[0] / fds[1], 2) if fds[1] else None
+        st.add(evaluate("fds_pct", m["fds_pct"], lv, "open files (system-wide)"))
+    disks = []
+    for path, key in zip(DATA_PATHS, ("data", "log"), strict=True):
+        sec = out.get(f"df {path}")
+        d = parsers.df(path, sec.lines) if sec else None
+        if d is None:
+            continue
+        disks.append(d)
+        m[f"{key}_disk_pct"] = round(d.pct, 1)
+        m[f"{key}_disk_free"] = d.available
+    st.facts["disks"] = disks
+    seen: dict[str, list[parsers.Disk]] = {}
+    for d in disks:  # two paths on one filesystem make one problem, not two
+        seen.setdefault(d.mount, []).append(d)
+    for group in seen.values():
+        label = "disk use of " + " and ".join(d.path for d in group)
+        p = evaluate("disk_pct", group[0].pct, lv, label)
+        if p is not None:
+            st.add(replace(p, message=f"{p.message}, {human_bytes(group[0].available)} free"))
+    missing = [n for n in ("loadavg", "meminfo", "file-nr") if out.get(n) is None]
+    if missing and out.complete:
+        st.add(Problem("warning", f"no answer for {', '.join(missing)}"))
+
+
+# -- containers --------------------------------------------------------------------------------
+
+def _containers(st: HostStatus, inv: Inventory, out: parsers.Output, prev: Sample,
+                sample: Sample) -> None:
+    sec = out.get("docker")
+    if sec is None or not sec.ok:
+        why = sec.error() if sec else "no answer"
+        st.add(Problem("critical", f"Docker engine not answering: {why}"))
+        return
+    found = parsers.containers(sec.lines)
+    st.facts["containers"] = found
+    by_name = {c.name: c for c in found}
+    before: dict[str, list] = prev.get("containers", {})
+    sample["containers"] = {c.name: [c.id, c.restarts] for c in found}
+    expected: set[str] = set()
+    versions: dict[str, list[str]] = {}
+    for role in st.host.roles:
+        specs = specs_for(inv, st.host, role)
+        lv = levels(inv, st.host, role)
+        m = st.metrics.setdefault(role, {})
+        running = 0
+        restarts: int | None = None
+        for spec in specs:
+            expected.add(spec.name)
+            c = by_name.get(spec.name)
+            if c is None:
+                st.add(Problem("critical", f"{spec.name} missing (no such container)",
+                               scope=role))
+                continue
+            if not c.running:
+                why = f"exit code {c.exit_code}" + (", out of memory" if c.oom_killed else "")
+                st.add(Problem("critical", f"{c.name} {c.state} ({why})", scope=role))
+            else:
+                running += 1
+            delta = _restarts_since(c, before.get(c.name))
+            if delta is not None:
+                restarts = (restarts or 0) + delta
+                label = f"{c.name} restarts since last check"
+                p = evaluate("restarts", delta, lv, label)
+                if p is not None and c.oom_killed:
+                    p = replace(p, message=p.message + ", last one out of memory")
+                st.add(_scoped(p, role))
+        m["containers"] = len(specs)
+        m["containers_running"] = running
+        m["restarts"] = restarts
+        versions[role] = sorted({c.version for c in found if c.role == role and c.running})
+    st.facts["versions"] = versions
+    for c in found:
+        if c.name in expected:
+            continue
+        if not c.running:
+            st.notes.append(f"{c.name} left over ({c.state})")
+            continue
+        assigned = c.role in st.host.roles
+        why = (f"more {c.role} containers than the inventory says" if assigned
+               else f"role {c.role} is not assigned to {st.host.name}")
+        # A cron where none belongs runs every scheduled job a second time.
+        sev: Severity = "critical" if c.role == "cron" and not assigned else "warning"
+        st.add(Problem(sev, f"unexpected container {c.name} running ({why})",
+                       scope=c.role if c.role in st.host.roles else "host"))
+
+
+def _restarts_since(c: parsers.Container, before: list | None) -> int | None:
+    """Restarts since the last sample: None on the first sample, all of them if replaced."""
+    if not before:
+        return None
+    old_id, old_count = before
+    return c.restarts - int(old_count) if old_id == c.id else c.restarts
+
+
+def _container_for_port(st: HostStatus, inv: Inventory, port: int) -> parsers.Container | None:
+    names = {sp.port: sp.name for sp in specs_for(inv, st.host, "web")}
+    return next((c for c in st.facts.get("containers", []) if c.name == names.get(port)), None)
+
+
+# -- web ---------------------------------------------------------------------------------------
+
+def _web(st: HostStatus, inv: Inventory, out: parsers.Output, lv: dict[str, Levels]) -> None:
+    m = st.metrics.setdefault("web", {})
+    probes: dict[int, parsers.Probe] = {}
+    slowest = None
+    for port in web_ports(inv, st.host):
+        sec = out.get(f"web {port}")
+        p = parsers.probe(sec.lines) if sec else parsers.Probe(0, 0.0, "no answer")
+        probes[port] = p
+        c = _container_for_port(st, inv, port)
+        if not p.ok:
+            if c is not None and not c.running:
+                continue  # the container being down is the problem, reported already
+            who = f" ({c.name})" if c else ""
+            st.add(Problem("critical", f"web process :{port}{who} /_health/ failed: "
+                                       f"{p.describe()}", scope="web"))
+            continue
+        ms = round(p.seconds * 1000, 1)
+        slowest = ms if slowest is None else max(slowest, ms)
+        st.add(_scoped(evaluate("health_ms", ms, lv, f"/_health/ on :{port}"), "web"))
+    st.facts["web"] = probes
+    m["processes"] = len(probes)
+    m["processes_up"] = sum(p.ok for p in probes.values())
+    m["health_ms"] = slowest
+
+
+# -- nginx -------------------------------------------------------------------------------------
+
+def _nginx(st: HostStatus, out: parsers.Output, prev: Sample, sample: Sample,
+           now: float) -> None:
+    m = st.metrics.setdefault("nginx", {})
+    sec = out.get("nginx-status")
+    stub = parsers.stub_status(sec.lines) if sec and sec.ok else None
+    if stub is None:
+        why = sec.error() if sec else "no answer"
+        st.add(Problem("critical", f"nginx_status not answering: {why}", scope="nginx"))
+    else:
+        m["active_connections"] = stub["active"]
+        for key in ("reading", "writing", "waiting"):
+            m[key] = stub.get(key)
+        m["requests"] = stub.get("requests")
+        sample["nginx_requests"] = stub.get("requests")
+        m["requests_per_s"] = _rate(stub.get("requests"), prev.get("nginx_requests"),
+                                    prev.get("t"), now, counter=True)
+    sec = out.get("nginx-upstreams")
+    ups = parsers.upstreams(sec.lines) if sec else []
+    if sec is None or (not ups and not sec.ok):
+        st.add(Problem("warning", "cannot list nginx's upstreams: "
+                                  f"{sec.error() if sec else 'no answer'}", scope="nginx"))
+    st.facts["upstreams"] = ups
+    m["upstreams"] = len(ups)
+    m["upstreams_drained"] = sum(u.drained for u in ups)
+    m["upstreams_down"] = sum(not u.drained and not u.probe.ok for u in ups)
+
+
+def _rate(value: float | None, before: float | None, t_before: float | None, now: float,
+          counter: bool = False) -> float | None:
+    """Change per second since the last sample (None without one; a reset counter too)."""
+    if value is None or before is None or t_before is None or now - t_before < 1:
+        return None
+    if counter and value < before:
+        return None
+    return round((value - before) / (now - t_before), 2)
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
+           lv: dict[str, Levels], prev: Sample, sample: Sample, now: float) -> None:
+    m = st.metrics.setdefault(role, {})
+    sec = out.get(f"redis {role}")
+    facts = parsers.redis(sec.lines) if sec else None
+    if facts is None or not facts.info:
+        why = (facts.errors[-1] if facts and facts.errors else sec.error()) if sec else \
+            "no answer"
+        st.add(Problem("critical", f"Redis not answering: {why}", scope=role))
+        return
+    st.facts[role] = facts
+    info = facts.info
+    if info.get("role") != "master":
+        st.add(Problem("critical", f"Redis is a {info.get('role', '?')}, not a master "
+                                   "(it refuses writes)", scope=role))
+    used, maxmem = facts.num("used_memory"), facts.num("maxmemory")
+    m["used_memory"], m["maxmemory"] = used, maxmem
+    m["memory_pct"] = round(100 * used / maxmem, 1) if used is not None and maxmem else None
+    if m["memory_pct"] is not None:
+        p = evaluate("memory_pct", m["memory_pct"], lv,
+                     f"memory ({human_bytes(used or 0)} of maxmemory {human_bytes(maxmem or 0)})")
+        st.add(_scoped(p, role))
+    clients = facts.num("connected_clients")
+    maxclients = facts.num("maxclients") or float(settings(inv, role, st.host)["maxclients"])
+    m["connected_clients"], m["maxclients"] = clients, maxclients
+    m["clients_pct"] = round(100 * clients / maxclients, 1) if clients is not None else None
+    st.add(_scoped(evaluate("clients_pct", m["clients_pct"], lv,
+                            f"clients ({clients:.0f} of maxclients {maxclients:.0f})"
+                            if clients is not None else None), role))
+    m["blocked_clients"] = facts.num("blocked_clients")
+    m["ops_per_s"] = facts.num("instantaneous_ops_per_sec")
+    before = prev.get("redis", {}).get(role, {})
+    now_sample: dict[str, Any] = {}
+    rejected = facts.num("rejected_connections")
+    m["rejected_connections"] = rejected
+    now_sample["rejected"] = rejected
+    if rejected is not None and before.get("rejected") is not None:
+        delta = max(rejected - before["rejected"], 0)
+        m["rejected_since_last"] = delta
+        st.add(_scoped(evaluate("rejected_connections", delta, lv), role))
+    evicted = facts.num("evicted_keys")
+    m["evicted_keys"] = evicted
+    p = evaluate("evicted_keys", evicted, lv, "evicted keys since Redis started")
+    if p is not None and role == "redis-queue":
+        p = replace(p, message=p.message + ": queued events were dropped")
+    st.add(_scoped(p, role))
+    for key, label in (("rdb_last_bgsave_status", "last snapshot"),
+                       ("aof_last_write_status", "last append-only file write")):
+        if info.get(key, "ok") != "ok":
+            # The queue stops accepting writes when a snapshot fails (stop-writes-on-bgsave).
+            sev: Severity = "critical" if role == "redis-queue" else "warning"
+            st.add(Problem(sev, f"{label} failed ({key}:{info[key]})", scope=role))
+    if info.get("loading") == "1":
+        st.add(Problem("warning", "loading its data set from disk", scope=role))
+    if role == "redis-queue":
+        _queue(st, facts, lv, m, before, now_sample, prev.get("t"), now)
+    sample.setdefault("redis", {})[role] = now_sample
+
+
+def _queue(st: HostStatus, facts: parsers.RedisFacts, lv: dict[str, Levels],
+           m: dict[str, Value], before: dict, now_sample: dict, t_before: float | None,
+           now: float) -> None:
+    if not facts.lengths:
+        st.add(Problem("warning", "queue length unknown: "
+                                  f"{facts.errors[-1] if facts.errors else 'no LLEN answer'}",
+                       scope="redis-queue"))
+        return
+    length = sum(facts.lengths.values())
+    m["queue_length"] = length
+    now_sample["queue"] = length
+    m["queue_growth_per_s"] = _rate(length, before.get("queue"), t_before, now)
+    st.add(_scoped(evaluate("queue_length", length, lv), "redis-queue"))
+    st.add(_scoped(evaluate("queue_growth_per_s", m["queue_growth_per_s"], lv,
+                            "queue growth since last check"), "redis-queue"))
+    if facts.heartbeats is not None:
+        m["worker_heartbeats"] = facts.heartbeats
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+def _db(st: HostStatus, out: parsers.Output, lv: dict[str, Levels]) -> None:
+    m = st.metrics.setdefault("db", {})
+    sec = out.get("db")
+    facts = parsers.db(sec.lines) if sec else None
+    if facts is None or facts.in_recovery is None:
+        st.add(Problem("critical", f"PostgreSQL not answering: "
+                                   f"{sec.error() if sec else 'no answer'}", scope="db"))
+        return
+    st.facts["db"] = facts
+    m["is_primary"] = 0 if facts.in_recovery else 1
+    conns, maxc = facts.num("connections"), facts.num("max_connections")
+    usable = (maxc or 0) - (facts.num("reserved_connections") or 0)
+    m["connections"], m["max_connections"] = conns, maxc
+    m["connections_pct"] = round(100 * conns / usable, 1) if conns is not None and usable > 0 \
+        else None
+    st.add(_scoped(evaluate("connections_pct", m["connections_pct"], lv,
+                            f"connections ({conns:.0f} of {usable:.0f} for clients)"
+                            if conns is not None else None), "db"))
+    m["timeline"] = facts.num("timeline")
+    m["standbys"] = len(facts.standbys)
+    for slot in facts.slots:
+        if not slot.active:
+            held = f", holding {human_bytes(slot.retained_bytes)} of WAL" \
+                if slot.retained_bytes is not None else ""
+            st.notes.append(f"replication slot {slot.name} inactive{held}")
+
+
+# -- PgBouncer ---------------------------------------------------------------------------------
+
+def _num(row: dict[str, str], key: str) -> float:
+    try:
+        return float(row.get(key, "0") or 0)
+    except ValueError:
+        return 0.0
+
+
+def _pgbouncer(st: HostStatus, out: parsers.Output, lv: dict[str, Levels], prev: Sample,
+               sample: Sample, now: float) -> None:
+    m = st.metrics.setdefault("pgbouncer", {})
+    sec = out.get("pgbouncer")
+    facts = parsers.pgbouncer(sec.lines) if sec else None
+    if facts is None or not facts.pools:
+        why = sec.error() if sec else "no answer"
+        st.add(Problem("critical", f"PgBouncer admin console not answering: {why}",
+                       scope="pgbouncer"))
+        return
+    st.facts["pgbouncer"] = facts
+    pools = [p for p in facts.pools if p.get("database") != "pgbouncer"]
+    for key in ("cl_active", "cl_waiting", "sv_active", "sv_idle", "sv_used"):
+        m[key] = sum(_num(p, key) for p in pools)
+    m["maxwait_s"] = max((_num(p, "maxwait") + _num(p, "maxwait_us") / 1e6 for p in pools),
+                         default=0.0)
+    st.add(_scoped(evaluate("cl_waiting", m["cl_waiting"], lv), "pgbouncer"))
+    st.add(_scoped(evaluate("maxwait_s", m["maxwait_s"], lv), "pgbouncer"))
+    stats = [r for r in facts.stats if r.get("database") != "pgbouncer"]
+    queries = sum(_num(r, "total_query_count") for r in stats)
+    m["queries_per_s"] = _rate(queries, prev.get("pgb_queries"), prev.get("t"), now,
+                               counter=True)
+    sample["pgb_queries"] = queries
+    m["avg_query_ms"] = max((_num(r, "avg_query_time") / 1000 for r in stats), default=None)
+    m["avg_wait_ms"] = max((_num(r, "avg_wait_time") / 1000 for r in stats), default=None)
+    targets = {}
+    for row in facts.databases:
+        name = row.get("name", "")
+        if name == "pgbouncer":
+            continue
+        targets[name] = (row.get("host", ""), row.get("port", ""))
+        if row.get("paused") == "1":
+            st.add(Problem("warning", f"database {name} is PAUSED (a switchover in progress, "
+                                      "or one left paused: RESUME it)", scope="pgbouncer"))
+        if row.get("disabled") == "1":
+            st.add(Problem("critical", f"database {name} is DISABLED (new clients are refused:"
+                                       " ENABLE it)", scope="pgbouncer"))
+    st.facts["pgb_targets"] = targets
+    if SENTRY_DB["name"] not in targets:
+        st.add(Problem("critical", f"no [databases] entry for {SENTRY_DB['name']}",
+                       scope="pgbouncer"))

@@ -1,0 +1,259 @@
+"""Findings only the whole cluster shows: one primary, one cron, replicas in step, PgBouncer
+on the primary, one version per role, nginx's failing upstreams explained or not.
+
+Pure: the checked hosts' statuses in, problems added to the host they concern (a lagging
+replica, a PgBouncer pointing elsewhere) or to the cluster view (split-brain, cron count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..configs.context import SENTRY_DB, web_ports
+from ..folding import fold_names
+from ..inventory import Inventory
+from . import parsers
+from .model import ClusterView, HostStatus, Problem
+from .thresholds import evaluate, levels
+
+
+def analyse(inv: Inventory, statuses: list[HostStatus]) -> ClusterView:
+    """Cluster-level findings over every checked host (adds host problems in place)."""
+    view = ClusterView()
+    _primary(view, statuses)
+    _replicas(inv, view, statuses)
+    _pgbouncer(view, statuses)
+    _cron(view, statuses)
+    _versions(view, statuses)
+    _upstreams(inv, statuses)
+    _web_capacity(inv, view, statuses)
+    _queue(view, statuses)
+    return view
+
+
+def _db_facts(statuses: list[HostStatus]) -> list[tuple[HostStatus, parsers.DbFacts]]:
+    return [(st, st.facts["db"]) for st in statuses if "db" in st.facts]
+
+
+# -- the database --------------------------------------------------------------------------------
+
+def _primary(view: ClusterView, statuses: list[HostStatus]) -> None:
+    dbs = [st for st in statuses if st.host.has("db")]
+    if not dbs:
+        return
+    answered = _db_facts(statuses)
+    view.primaries = [st.host.name for st, f in answered if f.in_recovery is False]
+    view.replicas = [st.host.name for st, f in answered if f.in_recovery]
+    silent = [st.host.name for st in dbs if "db" not in st.facts]
+    if len(view.primaries) == 1:
+        view.primary = view.primaries[0]
+    elif len(view.primaries) > 1:
+        names = " and ".join(view.primaries)
+        view.problems.append(Problem(
+            "critical", f"split-brain: {names} are all primaries, each accepting its own "
+                        "writes (stop all but one now; fab db.status shows their timelines)",
+            scope="cluster", hosts=tuple(view.primaries), roles=("db",)))
+    elif not silent:
+        view.problems.append(Problem(
+            "critical", f"no primary: every database ({', '.join(view.replicas)}) is a "
+                        "replica, nothing accepts writes", scope="cluster",
+            hosts=tuple(view.replicas), roles=("db",)))
+    else:
+        view.problems.append(Problem(
+            "critical", f"no primary found: {', '.join(silent)} did not answer"
+                        + (f" and {', '.join(view.replicas)} are replicas" if view.replicas
+                           else ""),
+            scope="cluster", hosts=tuple(silent), roles=("db",)))
+
+
+def _replicas(inv: Inventory, view: ClusterView, statuses: list[HostStatus]) -> None:
+    facts = dict((st.host.name, f) for st, f in _db_facts(statuses))
+    primary = facts.get(view.primary) if view.primary else None
+    for st, f in _db_facts(statuses):
+        if not f.in_recovery:
+            continue
+        m = st.metrics.setdefault("db", {})
+        lv = levels(inv, st.host, "db")
+        receiver = f.node.get("wal_receiver", "").split()
+        row = None
+        if primary is not None:
+            row = next((s for s in primary.standbys
+                        if s.name == st.host.name or s.address == st.host.address), None)
+        if not receiver or receiver[0] != "streaming":
+            state = receiver[0] if receiver else "not running"
+            st.add(Problem("critical", f"not streaming from the primary (WAL receiver: {state})",
+                           scope="db"))
+        elif primary is not None and row is None:
+            st.add(Problem("critical", f"the primary {view.primary} lists no stream to this "
+                                       "replica", scope="db"))
+        if f.node.get("replay_paused") in ("paused", "pause requested"):
+            st.add(Problem("warning", "WAL replay is paused (SELECT pg_wal_replay_resume() "
+                                      "resumes it)", scope="db"))
+        lag_bytes = _max(row.lag_bytes if row else None, f.num("replay_lag_bytes"))
+        lag_s = _max(row.lag_seconds if row else None, f.num("replay_age_s"))
+        m["replication_lag_bytes"] = lag_bytes
+        m["replication_lag_s"] = round(lag_s, 3) if lag_s is not None else None
+        st.add(_db(evaluate("replication_lag_bytes", lag_bytes, lv)))
+        st.add(_db(evaluate("replication_lag_s", lag_s, lv)))
+        mine, theirs = f.num("timeline"), primary.num("timeline") if primary else None
+        if mine is not None and theirs is not None and mine != theirs:
+            st.add(Problem("warning", f"on timeline {mine:.0f}, the primary {view.primary} on "
+                                      f"{theirs:.0f}", scope="db"))
+
+
+def _db(p: Problem | None) -> Problem | None:
+    return None if p is None else replace(p, scope="db")
+
+
+def _max(*values: float | None) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _pgbouncer(view: ClusterView, statuses: list[HostStatus]) -> None:
+    dbs = {st.host.address: st.host.name for st in statuses if st.host.has("db")}
+    dbs.update({st.host.name: st.host.name for st in statuses if st.host.has("db")})
+    name = SENTRY_DB["name"]
+    for st in statuses:
+        target = st.facts.get("pgb_targets", {}).get(name)
+        if target is None:
+            continue
+        where = dbs.get(target[0])
+        label = f"{where} ({target[0]})" if where else target[0]
+        st.metrics.setdefault("pgbouncer", {})["points_at_primary"] = None
+        st.facts["pgb_target_host"] = where or target[0]
+        if view.split_brain or not dbs:
+            continue
+        if view.primary is None:
+            st.add(Problem("warning", f"points {name} at {label}; no primary was found to "
+                                      "compare with", scope="pgbouncer"))
+            continue
+        ok = where == view.primary
+        st.metrics["pgbouncer"]["points_at_primary"] = int(ok)
+        if not ok:
+            what = "a replica" if where in view.replicas else \
+                "not a database host" if where is None else "a database that did not answer"
+            st.add(Problem("critical", f"points {name} at {label}, {what}; the primary is "
+                                       f"{view.primary} (writes fail)", scope="pgbouncer"))
+
+
+# -- containers across hosts ---------------------------------------------------------------------
+
+def _cron(view: ClusterView, statuses: list[HostStatus]) -> None:
+    if not any(st.host.has("cron") for st in statuses):
+        return
+    running = [(st.host.name, c.name) for st in statuses
+               for c in st.facts.get("containers", []) if c.role == "cron" and c.running]
+    view.cron_hosts = [h for h, _ in running]
+    blind = [st.host.name for st in statuses if st.host.roles and "containers" not in st.facts]
+    unseen = f" ({fold_names(blind)} could not be checked)" if blind else ""
+    where = ", ".join(f"{h} ({c})" for h, c in running)
+    if not running:
+        view.problems.append(Problem(
+            "critical", f"no cron running: scheduled jobs (and requeueing dead workers' events)"
+                        f" have stopped{unseen}", scope="cluster",
+            hosts=tuple(h.host.name for h in statuses if h.host.has("cron")), roles=("cron",)))
+    elif len(running) > 1:
+        view.problems.append(Problem(
+            "critical", f"{len(running)} crons running: {where}; exactly one must run (every "
+                        f"scheduled job now runs {len(running)} times)", scope="cluster",
+            hosts=tuple(dict.fromkeys(view.cron_hosts)), roles=("cron",)))
+
+
+def _versions(view: ClusterView, statuses: list[HostStatus]) -> None:
+    per_role: dict[str, dict[str, list[str]]] = {}
+    for st in statuses:
+        for role, versions in st.facts.get("versions", {}).items():
+            for v in versions:
+                per_role.setdefault(role, {}).setdefault(v, []).append(st.host.name)
+    view.versions = per_role
+    for role, by_version in per_role.items():
+        if len(by_version) > 1:
+            spread = "; ".join(f"{v} on {fold_names(hosts)}" for v, hosts in
+                               sorted(by_version.items()))
+            view.problems.append(Problem(
+                "warning", f"{role} runs {len(by_version)} versions: {spread} (a rollout left "
+                           f"half done? fab deploy.{role.split('-')[0]} finishes it)",
+                scope="cluster", roles=(role,)))
+
+
+# -- web and nginx -------------------------------------------------------------------------------
+
+def _upstreams(inv: Inventory, statuses: list[HostStatus]) -> None:
+    """An upstream nginx cannot reach is nginx's problem only if its web host says it is fine."""
+    reported: dict[str, str] = {}   # endpoint -> web host that reports that process down
+    checked: set[str] = set()
+    for st in statuses:
+        probes: dict[int, parsers.Probe] = st.facts.get("web", {})
+        for port, p in probes.items():
+            checked.add(f"{st.host.address}:{port}")
+            if not p.ok:
+                reported[f"{st.host.address}:{port}"] = st.host.name
+        if st.host.has("web") and not st.reachable:
+            reported.update({ep: st.host.name for ep in _endpoints_of(st, statuses)})
+    for st in statuses:
+        ups: list[parsers.Upstream] = st.facts.get("upstreams", [])
+        live = [u for u in ups if not u.drained]
+        bad = [u for u in live if not u.probe.ok]
+        lonely = [u for u in bad if u.endpoint not in reported]
+        for u in bad:
+            if u.endpoint in reported:
+                st.notes.append(f"upstream {u.endpoint} ({u.name}) down, reported on "
+                                f"{reported[u.endpoint]}")
+        drained = [u.endpoint for u in ups if u.drained]
+        if drained:
+            st.notes.append(f"drained for a deploy: {', '.join(drained)}")
+        if not lonely or not live:
+            continue
+        pct = 100.0 * len(lonely) / len(live)
+        p = evaluate("upstreams_down_pct", pct, levels(inv, st.host, "nginx"))
+        if p is not None:
+            which = ", ".join(f"{u.endpoint} ({u.name}): {u.probe.describe()}" for u in lonely)
+            st.add(Problem(p.severity, f"{p.message}: {which}", metric=p.metric, value=p.value,
+                           limit=p.limit, scope="nginx"))
+
+
+def _endpoints_of(st: HostStatus, statuses: list[HostStatus]) -> list[str]:
+    # An unreachable web host: every upstream pointing at its address is explained by that.
+    return [u.endpoint for other in statuses for u in other.facts.get("upstreams", [])
+            if u.endpoint.rsplit(":", 1)[0] == st.host.address]
+
+
+def _web_capacity(inv: Inventory, view: ClusterView, statuses: list[HostStatus]) -> None:
+    webs = [st for st in statuses if st.host.has("web")]
+    if not webs:
+        return
+    total = sum(len(web_ports(inv, st.host)) for st in webs)
+    up = sum(int(st.metrics.get("web", {}).get("processes_up") or 0) for st in webs
+             if st.reachable)
+    if not total:
+        return
+    pct = 100.0 * (total - up) / total
+    p = evaluate("web_down_pct", pct, levels(inv, webs[0].host, "web"),
+                 f"web processes down across the cluster ({total - up} of {total})")
+    if p is not None:
+        view.problems.append(Problem(p.severity, p.message, metric=p.metric, value=p.value,
+                                     limit=p.limit, scope="cluster", roles=("web",)))
+
+
+# -- the queue -------------------------------------------------------------------------------------
+
+def _queue(view: ClusterView, statuses: list[HostStatus]) -> None:
+    queues = [st for st in statuses if "queue_length" in st.metrics.get("redis-queue", {})]
+    if not queues:
+        return
+    m = queues[0].metrics["redis-queue"]
+    view.queue_length = int(m["queue_length"] or 0)
+    growth = m.get("queue_growth_per_s")
+    view.queue_growth_per_s = float(growth) if growth is not None else None
+    beats = m.get("worker_heartbeats")
+    workers = [st for st in statuses if st.host.has("worker")]
+    if beats is None or not workers or any("containers" not in st.facts for st in workers):
+        return
+    running = sum(1 for st in workers for c in st.facts["containers"]
+                  if c.role == "worker" and c.running)
+    if beats < running:
+        view.problems.append(Problem(
+            "warning", f"{beats:.0f} worker heartbeats in the queue Redis for {running} running "
+                       "worker processes: some workers are stuck or cannot reach Redis",
+            scope="cluster", roles=("worker",)))

@@ -1,0 +1,287 @@
+"""The one check script a host runs per round: every fact of every role it has, in parallel.
+
+pyinfra's fact pattern: a fact is a command whose output a pure parser turns into data. Here
+each fact prints '@@ <name>' then its raw output then '@@rc <exit code>'; facts that may
+take a while (docker, curl, redis-cli, psql) run as background jobs of the one script, so a
+host answers in about the time of its slowest fact, not their sum. Secrets are read from
+stdin, one per line, into shell variables and handed to `docker exec -i` by printf (a shell
+builtin): they never appear in any argv.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..configs.catalog import CONFIG_ROOT
+from ..configs.context import settings, web_ports
+from ..containers.spec import specs_for
+from ..errors import SentryfabError
+from ..inventory import Host, Inventory
+from ..shell import join, script
+
+MARK = "@@"
+DATA_PATHS = ("/var/lib/sentryfab", "/var/log/sentryfab")
+#: Seconds any one docker/psql/redis-cli call may take before it is cut off.
+FACT_TIMEOUT = 10
+HTTP_TIMEOUT = 3
+
+#: Celery's Redis transport keeps each queue as a list named after it. These are the queues
+#: Sentry's event pipeline goes through (sentry/conf/server.py CELERY_QUEUES); an inventory
+#: sets `queue_keys` on redis-queue to watch others (the lab's stand-in uses one list).
+SENTRY_QUEUES = ("default", "events.preprocess_event", "events.process_event",
+                 "events.save_event", "events.symbolicate_event", "post_process_errors")
+
+#: Which secret each role's facts need on stdin.
+ROLE_SECRETS = {"redis-cache": "redis_password", "redis-queue": "redis_password",
+                "pgbouncer": "pgbouncer_admin_password"}
+
+#: docker inspect, one tab-separated line per container of ours.
+INSPECT_FORMAT = "\t".join([
+    "{{.Name}}", "{{.Id}}", "{{.State.Status}}", "{{.RestartCount}}", "{{.State.StartedAt}}",
+    "{{.State.OOMKilled}}", "{{.State.ExitCode}}",
+    '{{index .Config.Labels "sentryfab.role"}}', '{{index .Config.Labels "sentryfab.version"}}',
+])
+
+#: Upstream servers of the rendered nginx.conf: 'address:port up|down name'.
+UPSTREAMS_AWK = (
+    '$1 == "server" && $2 ~ /^[^:]+:[0-9]+$/ { name = "-"; '
+    'if (match($0, /# [^ ]+/)) name = substr($0, RSTART + 2, RLENGTH - 2); '
+    'print $2, ($0 ~ / down;/ ? "down" : "up"), name }'
+)
+#: Run by xargs once per upstream: its line again, plus the probe's HTTP code, time and
+#: curl's exit code (7: refused, 28: timed out).
+UPSTREAM_PROBE = (
+    "r=$(curl -s -o /dev/null -w '%{http_code} %{time_total}' "
+    f'--max-time {HTTP_TIMEOUT} "http://$1/_health/"); '
+    'printf "%s %s %s %s %s\\n" "$1" "$2" "$3" "$r" "$?"'
+)
+
+#: The database's view of itself, one 'key|value' row each (CASE guards the functions that
+#: only work on a primary or only on a replica).
+DB_NODE_SQL = " union all ".join([
+    "select 'recovery|' || pg_is_in_recovery()",
+    "select 'max_connections|' || current_setting('max_connections')",
+    "select 'reserved_connections|' || current_setting('superuser_reserved_connections')",
+    "select 'connections|' || count(*) from pg_stat_activity "
+    "where backend_type = 'client backend'",
+    "select 'timeline|' || coalesce(case when pg_is_in_recovery() then "
+    "(select received_tli from pg_stat_wal_receiver) else "
+    "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int end, "
+    "(pg_control_checkpoint()).timeline_id)",
+    "select 'lsn|' || case when pg_is_in_recovery() then pg_last_wal_replay_lsn() "
+    "else pg_current_wal_lsn() end",
+    "select 'receive_lsn|' || coalesce(pg_last_wal_receive_lsn()::text, '')",
+    "select 'replay_lag_bytes|' || coalesce(pg_wal_lsn_diff(pg_last_wal_receive_lsn(), "
+    "pg_last_wal_replay_lsn())::bigint::text, '')",
+    # Seconds behind: only while something received is not replayed yet (otherwise an idle
+    # primary would look like a lagging replica).
+    "select 'replay_age_s|' || coalesce(case when pg_last_wal_receive_lsn() = "
+    "pg_last_wal_replay_lsn() then 0 else extract(epoch from now() - "
+    "pg_last_xact_replay_timestamp()) end::text, '')",
+    "select 'replay_paused|' || case when pg_is_in_recovery() then "
+    "pg_get_wal_replay_pause_state() else '' end",
+    "select 'wal_receiver|' || coalesce((select status || ' ' || coalesce(sender_host, '') "
+    "from pg_stat_wal_receiver), '')",
+])
+#: The standbys streaming from this node: name, address, state, sync, lag bytes, lag seconds.
+DB_STANDBYS_SQL = (
+    "select 'standby|' || application_name || '|' || coalesce(host(client_addr), '') || '|' "
+    "|| coalesce(state, '') || '|' || coalesce(sync_state, '') || '|' || "
+    "coalesce(pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_receive_lsn() "
+    "else pg_current_wal_lsn() end, replay_lsn)::bigint::text, '') || '|' || "
+    "coalesce(extract(epoch from replay_lag)::text, '') from pg_stat_replication"
+)
+#: Replication slots and the WAL each holds back.
+DB_SLOTS_SQL = (
+    "select 'slot|' || slot_name || '|' || active || '|' || coalesce(pg_wal_lsn_diff("
+    "case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() "
+    "end, restart_lsn)::bigint::text, '') from pg_replication_slots"
+)
+
+PGBOUNCER_SHOW = ("POOLS", "STATS", "DATABASES")
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One named piece of output: '@@ name', what `command` prints, '@@rc N'."""
+
+    name: str
+    command: str
+
+    def text(self) -> str:
+        """The fact as shell text (its exit code is printed, never lost)."""
+        return f"{join(['echo', f'{MARK} {self.name}'])}; {self.command}; echo \"{MARK}rc $?\""
+
+
+@dataclass(frozen=True)
+class CheckScript:
+    """A host's whole round: the command, what to send on stdin, and the facts it prints."""
+
+    command: str
+    stdin: bytes | None
+    facts: tuple[str, ...]
+    secrets: tuple[str, ...]
+
+
+def _secret_var(i: int) -> str:
+    return f"SFB_SECRET_{i}"
+
+
+def _timed(argv: list[str]) -> str:
+    """A command that gives up after FACT_TIMEOUT (a hung Docker engine must not hang us)."""
+    return join(["timeout", str(FACT_TIMEOUT), *argv])
+
+
+# -- facts every host has -------------------------------------------------------------------
+
+def host_facts() -> list[Fact]:
+    """Load, CPUs, memory, file descriptors, disk use of the data and log paths."""
+    facts = [
+        Fact("loadavg", "cat /proc/loadavg"),
+        Fact("nproc", "nproc"),
+        Fact("meminfo", join(["grep", "-E", "^(MemTotal|MemAvailable):", "/proc/meminfo"])),
+        Fact("file-nr", "cat /proc/sys/fs/file-nr"),
+    ]
+    for path in DATA_PATHS:
+        # A path not created yet is on its nearest existing parent's filesystem.
+        facts.append(Fact(f"df {path}", (
+            f"p={join([path])}; while [ ! -e \"$p\" ]; do p=$(dirname \"$p\"); done; "
+            "echo \"$p\"; df -Pk \"$p\" | tail -n 1")))
+    return facts
+
+
+def docker_fact() -> Fact:
+    """Every container of ours (any role, running or not) with its restart count and labels."""
+    ps = _timed(["docker", "ps", "--all", "--quiet", "--no-trunc", "--filter",
+                 "label=sentryfab.role"])
+    inspect = _timed(["docker", "inspect", "--format", INSPECT_FORMAT])
+    # $ids is split on purpose: one argument per container id (hex only).
+    return Fact("docker", f"ids=$({ps}) && {{ [ -z \"$ids\" ] || {inspect} $ids; }}")
+
+
+# -- facts per role ----------------------------------------------------------------------------
+
+def _curl_code(url: str) -> str:
+    return join(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{time_total}\\n",
+                 "--max-time", str(HTTP_TIMEOUT), url])
+
+
+def web_facts(inv: Inventory, host: Host) -> list[Fact]:
+    """/_health/ of each web process, asked from the host itself."""
+    return [Fact(f"web {port}", _curl_code(f"http://{host.address}:{port}/_health/"))
+            for port in web_ports(inv, host)]
+
+
+def nginx_facts(inv: Inventory, host: Host) -> list[Fact]:
+    """stub_status, and each upstream of the deployed config probed from the nginx host."""
+    port = int(settings(inv, "nginx", host)["port"])
+    status = join(["curl", "-sS", "--max-time", str(HTTP_TIMEOUT),
+                   f"http://{host.address}:{port}/nginx_status"])
+    conf = f"{CONFIG_ROOT}/nginx/nginx.conf"
+    probe = (f"{join(['awk', UPSTREAMS_AWK, conf])} | "
+             f"{join(['xargs', '-r', '-P', '16', '-L', '1', 'sh', '-c', UPSTREAM_PROBE, 'sh'])}")
+    return [Fact("nginx-status", status), Fact("nginx-upstreams", probe)]
+
+
+def queue_keys(inv: Inventory, host: Host | None = None) -> list[str]:
+    """The queue Redis lists to measure (`queue_keys` on redis-queue, else Sentry's)."""
+    raw = settings(inv, "redis-queue", host).get("queue_keys") or list(SENTRY_QUEUES)
+    return [str(k) for k in ([raw] if isinstance(raw, str) else raw)]
+
+
+def redis_fact(inv: Inventory, host: Host, role: str, container: str, secret_var: str) -> Fact:
+    """INFO (and on the queue: LLEN of each queue key, heartbeat keys) inside the container."""
+    s = settings(inv, role, host)
+    cli = join(["redis-cli", "--no-auth-warning", "-h", host.address, "-p", int(s["port"])])
+    inner = [f'REDISCLI_AUTH="$(cat)"; export REDISCLI_AUTH; {cli} INFO']
+    if role == "redis-queue":
+        for key in queue_keys(inv, host):
+            inner.append(f"{join(['echo', f'@llen {key}'])}; {cli} LLEN {join([key])}")
+        pattern = s.get("heartbeat_pattern")
+        if pattern:
+            inner.append(f"{join(['echo', f'@scan {pattern}'])}; "
+                         f"{cli} --scan --pattern {join([str(pattern)])} | wc -l")
+    run = _timed(["docker", "exec", "-i", container, "sh", "-c", "; ".join(inner)])
+    return Fact(f"redis {role}", f"printf %s \"${secret_var}\" | {run}")
+
+
+def db_fact(container: str) -> Fact:
+    """The node's state, its standbys and its slots, through the local socket (no password)."""
+    argv = ["docker", "exec", "--user", "postgres", container, "psql", "-X", "-A", "-t",
+            "-d", "postgres"]
+    for sql in (DB_NODE_SQL, DB_STANDBYS_SQL, DB_SLOTS_SQL):
+        argv += ["-c", sql]
+    return Fact("db", _timed(argv))
+
+
+def pgbouncer_fact(inv: Inventory, host: Host, container: str, secret_var: str) -> Fact:
+    """SHOW POOLS, STATS and DATABASES on the admin console, with headers (columns vary)."""
+    port = int(settings(inv, "pgbouncer", host)["port"])
+    argv = ["psql", "-X", "-A", "-F", "|", "-P", "footer=off", "-h", host.address, "-p",
+            str(port), "-U", "pgbouncer", "-d", "pgbouncer"]
+    for what in PGBOUNCER_SHOW:
+        argv += ["-c", f"\\echo @{what.lower()}", "-c", f"SHOW {what}"]
+    inner = f'PGPASSWORD="$(cat)"; export PGPASSWORD; {join(argv)}'
+    run = _timed(["docker", "exec", "-i", container, "sh", "-c", inner])
+    return Fact("pgbouncer", f"printf %s \"${secret_var}\" | {run}")
+
+
+# -- the script ----------------------------------------------------------------------------------
+
+def secrets_needed(host: Host) -> tuple[str, ...]:
+    """The secrets a host's facts read, in the order they are sent on stdin."""
+    out: list[str] = []
+    for role in host.roles:
+        name = ROLE_SECRETS.get(role)
+        if name and name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def jobs_for(inv: Inventory, host: Host) -> list[list[Fact]]:
+    """The host's facts grouped into jobs: facts of one job run in turn, jobs in parallel."""
+    needed = secrets_needed(host)
+    var = {name: _secret_var(i) for i, name in enumerate(needed)}
+    jobs: list[list[Fact]] = [host_facts()]
+    if not host.roles:
+        return jobs
+    jobs.append([docker_fact()])
+    for role in host.roles:
+        first = specs_for(inv, host, role)[0].name
+        if role == "web":
+            jobs += [[f] for f in web_facts(inv, host)]
+        elif role == "nginx":
+            jobs += [[f] for f in nginx_facts(inv, host)]
+        elif role in ("redis-cache", "redis-queue"):
+            jobs.append([redis_fact(inv, host, role, first, var[ROLE_SECRETS[role]])])
+        elif role == "db":
+            jobs.append([db_fact(first)])
+        elif role == "pgbouncer":
+            jobs.append([pgbouncer_fact(inv, host, first, var[ROLE_SECRETS[role]])])
+        # worker and cron: their containers (the docker fact) are what a host can tell.
+    return jobs
+
+
+def build(inv: Inventory, host: Host, secret_values: dict[str, str]) -> CheckScript:
+    """The host's one command and its stdin; `secret_values` maps secret name -> value."""
+    needed = secrets_needed(host)
+    for name in needed:
+        if "\n" in secret_values[name] or "\r" in secret_values[name]:
+            raise SentryfabError(f"secret '{name}' holds a line break: it cannot be sent to "
+                                 f"{host.name}'s status check")
+    jobs = jobs_for(inv, host)
+    lines = [f"IFS= read -r {_secret_var(i)}" for i in range(len(needed))]
+    lines.append("SFB_T0=$(date +%s%N)")
+    if len(jobs) == 1:
+        lines.append("; ".join(f.text() for f in jobs[0]))
+    else:
+        # Each job writes its own file; they are printed in a fixed order once all are done.
+        lines += ["SFB_D=$(mktemp -d /tmp/sentryfab-status.XXXXXX) || exit 97",
+                  "trap 'rm -rf \"$SFB_D\"' EXIT"]
+        for i, job in enumerate(jobs):
+            lines.append(f"{{ {'; '.join(f.text() for f in job)}; }} >\"$SFB_D/{i}\" 2>&1 &")
+        lines += ["wait", "cat " + " ".join(f'"$SFB_D/{i}"' for i in range(len(jobs)))]
+    lines.append(f'echo "{MARK} end $SFB_T0 $(date +%s%N)"')
+    stdin = ("".join(secret_values[n] + "\n" for n in needed)).encode() if needed else None
+    return CheckScript(command=script("\n".join(lines)), stdin=stdin,
+                       facts=tuple(f.name for job in jobs for f in job), secrets=needed)

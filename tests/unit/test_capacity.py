@@ -1,0 +1,101 @@
+"""Capacity math on small inventories, with exact figures, and the reference's lesson."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sentryfab import inventory
+from sentryfab.plans.capacity import GB, MB, HostFacts, parse_size, plan, with_processes
+
+REPO = Path(__file__).resolve().parents[2]
+
+SMALL = """\
+roles:
+  web: {processes: 4, threads: 2}
+  worker: {processes: 2, concurrency: 3}
+  pgbouncer: {max_client_conn: 100, default_pool_size: 20, reserve_pool_size: 5}
+  db: {max_connections: 50, superuser_reserved_connections: 3, shared_buffers: 1GB,
+       work_mem: 4MB}
+  redis-cache: {maxclients: 100, maxmemory: 1gb, tcp_backlog: 511}
+  redis-queue: {maxclients: 100, maxmemory: 2gb, tcp_backlog: 8192}
+hosts:
+  web-1: {address: 10.0.0.1, roles: [web]}
+  web-2: {address: 10.0.0.2, roles: [web]}
+  worker-1: {address: 10.0.0.3, roles: [worker, cron]}
+  redis-1: {address: 10.0.0.4, roles: [redis-cache]}
+  redis-2: {address: 10.0.0.5, roles: [redis-queue], vars: {ram: 4GB, somaxconn: 4096}}
+  db-1: {address: 10.0.0.6, roles: [db, pgbouncer], vars: {ram: 8GB}}
+"""
+
+
+@pytest.fixture
+def small(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_text(textwrap.dedent(SMALL))
+    return inventory.load(p)
+
+
+def lines(report):
+    return {(x.tier, x.component): (x.limit, x.planned) for x in report.lines}
+
+
+def test_exact_lines_of_a_small_cluster(small):
+    r = plan(small, {})
+    got = lines(r)
+    # web: 2 hosts x 4 processes x (2 threads + 1); worker 2 x (3 + 1); cron 1 + 1.
+    assert got[("postgresql", "without pgbouncer")] == (50 - 3 - 10, 24 + 8 + 2)
+    assert got[("pgbouncer", "db-1 clients")] == (100, 34)
+    assert got[("postgresql", "from pgbouncer")] == (37, 25)
+    assert got[("redis", "redis-1 clients")] == (100, 34)
+    assert got[("redis", "redis-2 listen backlog")] == (4096, 8192)
+    assert got[("memory", "redis-2 redis")] == (4 * GB, 2 * 2 * GB + 256 * MB)
+    assert got[("memory", "db-1 postgresql")] == (8 * GB, GB + 50 * (4 * MB + 10 * MB))
+    assert [(x.component, x.headroom) for x in r.over] == [
+        ("redis-2 listen backlog", 4096 - 8192), ("redis-2 redis", -256 * MB)]
+    assert r.first_to_run_out.component == "redis-2 listen backlog"
+
+
+def test_the_reference_lesson_pgbouncer_makes_it_fit():
+    ref = inventory.load(REPO / "hosts.yaml")
+    r = plan(ref, {})
+    by = {x.component: x for x in r.lines}
+    direct = by["without pgbouncer"]
+    # 30 x 8 web processes x (4 threads + 1) + 12 x 4 workers x (4 + 1) + cron (2).
+    assert direct.planned == 30 * 8 * 5 + 12 * 4 * 5 + 2 == 1442
+    assert direct.limit == 400 - 3 - 10
+    assert direct.over and direct.what_if  # far over max_connections ...
+    pooled = by["from pgbouncer"]
+    assert (pooled.planned, pooled.over) == (2 * (60 + 5), False)  # ... and with PgBouncer it fits
+    assert not [x for x in r.over if x.tier in ("postgresql", "pgbouncer")]
+
+
+def test_preflight_sees_an_overcommitting_scale(small):
+    before = lines(plan(small, {}))[("pgbouncer", "db-1 clients")]
+    after = plan(with_processes(small, "web", 20), {})
+    line = next(x for x in after.lines if x.component == "db-1 clients")
+    assert before == (100, 34)
+    assert (line.planned, line.over) == (2 * 20 * 3 + 8 + 2, True)
+
+
+def test_facts_read_from_hosts_win_over_declared(small):
+    facts = {"redis-2": HostFacts(ram=64 * GB, nofile=65536, somaxconn=16384, source="ssh")}
+    got = lines(plan(small, facts))
+    assert got[("redis", "redis-2 listen backlog")] == (16384, 8192)
+    assert got[("memory", "redis-2 redis")][0] == 64 * GB
+
+
+@pytest.mark.parametrize("text, value", [("8gb", 8 * GB), ("256MB", 256 * MB), ("1GB", GB),
+                                         ("512kb", 512 * 1024), (1024, 1024), ("100", 100)])
+def test_parse_size(text, value):
+    assert parse_size(text) == value
+
+
+def test_parse_facts_from_a_real_output():
+    from sentryfab.procedures.capacity import parse_facts
+
+    f = parse_facts("25276522496\n1048576\n4096\n")
+    assert (f.ram, f.nofile, f.somaxconn, f.source) == (25276522496, 1048576, 4096, "ssh")
+    assert parse_facts("1000\nunlimited\n128\n").nofile == 1 << 20
