@@ -71,6 +71,12 @@ def unreachable(host: Host, error: str, seconds: float) -> HostStatus:
                       problems=[Problem("critical", f"unreachable: {error}")])
 
 
+def failed(host: Host, error: str, seconds: float) -> HostStatus:
+    """A host that answered but whose check could not run (the reason says why)."""
+    return HostStatus(host, reachable=True, error=error, seconds=seconds,
+                      problems=[Problem("critical", f"status check failed: {error}")])
+
+
 # -- host ------------------------------------------------------------------------------------
 
 def _host(st: HostStatus, out: parsers.Output, answer: Answer, lv: dict[str, Levels]) -> None:

@@ -2,7 +2,7 @@
 
 from invoke import Collection
 
-from . import adhoc, capacity, config, deploy, lab, ops, scale, secrets
+from . import adhoc, capacity, config, deploy, docs, lab, ops, scale, secrets
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
@@ -10,6 +10,7 @@ ns.add_task(adhoc.run_)
 ns.add_task(ops.audit_)
 ns.add_task(ops.logs)
 ns.add_task(ops.exec_)
+ns.add_task(docs.docs)
 ns.add_collection(capacity.ns)
 ns.add_collection(config.ns)
 ns.add_collection(deploy.ns)

@@ -1,0 +1,118 @@
+"""`fab status`: every selected host runs its one check script, once, all hosts at once.
+
+A round: build each host's script (pure), run it over the host's one connection (opened on
+the first round, reused by --watch's later rounds), evaluate each host's answer against the
+previous sample, add the cluster-level findings, keep the new samples. Hosts outside the
+selection that a finding needs (the databases, for PgBouncer's target) are checked too but
+not shown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..inventory import Host, Inventory
+from ..remote import HostSession, Runner
+from ..results import HostResult
+from ..roles import ROLES
+from ..secrets import Secrets
+from ..status import checks, cluster, script, state
+from ..status.checks import Answer
+from ..status.model import HostStatus, Problem, StatusReport
+
+#: A finding about these roles needs those roles' hosts checked as well.
+CONTEXT_ROLES: dict[str, tuple[str, ...]] = {
+    "pgbouncer": ("db",),            # is it pointing at the primary?
+    "worker": ("redis-queue",),      # is the queue being consumed?
+    "nginx": ("web",),               # is a failing upstream a web process known down?
+    "cron": ROLES,                   # a second cron may run on any host with containers
+}
+
+#: Seconds the whole script may take on a host (each fact gives up after FACT_TIMEOUT).
+ROUND_TIMEOUT = script.FACT_TIMEOUT + 10
+
+
+def with_context(inv: Inventory, shown: list[Host]) -> list[Host]:
+    """The shown hosts plus the hosts their cluster findings need, in inventory order."""
+    need = {r for h in shown for role in h.roles for r in CONTEXT_ROLES.get(role, ())}
+    names = {h.name for h in shown} | {h.name for h in inv.hosts if need & set(h.roles)}
+    return [h for h in inv.hosts if h.name in names]
+
+
+@dataclass
+class StatusChecker:
+    """Runs rounds over one Runner (so --watch reuses the connections) and keeps samples."""
+
+    runner: Runner
+    inv: Inventory
+    secrets: Secrets
+    shown: list[Host]
+    state_file: Path | None = None
+    timeout: float = ROUND_TIMEOUT
+    checked: list[Host] = field(default_factory=list)
+    previous: dict[str, dict] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from ..status import thresholds
+
+        thresholds.validate(self.inv)
+        if not self.checked:
+            self.checked = with_context(self.inv, self.shown)
+        if self.state_file is not None:
+            self.previous = state.load(self.state_file)
+        needed = {n for h in self.checked for n in script.secrets_needed(h)}
+        # Fetched once, up front: a missing secret is an error before anything connects.
+        self._secret_values = {n: self.secrets.get(n) for n in sorted(needed)}
+        self._scripts = {h.name: script.build(self.inv, h, self._secret_values)
+                         for h in self.checked}
+
+    def round(self, on_done: Callable[[HostResult], None] | None = None) -> StatusReport:
+        """Check every host once; the report holds the shown hosts and relevant findings."""
+        start = time.monotonic()
+        results = self.runner.each(self.checked, self._step, on_done=on_done)
+        now = time.time()
+        statuses: list[HostStatus] = []
+        samples: dict[str, dict] = {}
+        for r in results:
+            st, sample = self._evaluate(r, now)
+            statuses.append(st)
+            if sample is not None:
+                samples[r.host.name] = sample
+        view = cluster.analyse(self.inv, statuses)
+        self.previous.update(samples)
+        if self.state_file is not None:
+            try:
+                state.save(self.state_file, samples)
+            except OSError:
+                pass  # deltas are a nicety: a read-only home must not fail the check
+        shown_names = {h.name for h in self.shown}
+        shown_roles = {r for h in self.shown for r in h.roles}
+        view.problems = [p for p in view.problems if _concerns(p, shown_names, shown_roles)]
+        return StatusReport(self.inv.cluster, [s for s in statuses if s.host.name in
+                                               shown_names], view,
+                            seconds=time.monotonic() - start, checked_at=now)
+
+    def _step(self, s: HostSession) -> Answer:
+        cs = self._scripts[s.host.name]
+        t0 = time.monotonic()
+        fresh = not s.conn.is_connected
+        s.ensure_open()
+        connected = time.monotonic()
+        out = s.run(cs.command, stdin=cs.stdin, timeout=self.timeout)
+        return Answer(out.stdout, out.exit_code, out.error, time.monotonic() - connected,
+                      connected - t0 if fresh else None)
+
+    def _evaluate(self, r: HostResult, now: float) -> tuple[HostStatus, dict | None]:
+        if r.status == "unreachable":
+            return checks.unreachable(r.host, r.error or "unreachable", r.seconds), None
+        if not isinstance(r.value, Answer):
+            return checks.failed(r.host, r.error or r.status, r.seconds), None
+        return checks.evaluate_host(self.inv, r.host, r.value, self.previous.get(r.host.name),
+                                    now)
+
+
+def _concerns(p: Problem, hosts: set[str], roles: set[str]) -> bool:
+    return bool(set(p.hosts) & hosts or set(p.roles) & roles) or not (p.hosts or p.roles)

@@ -1,0 +1,214 @@
+"""How `fab status` is shown: a table grouped by role, the problems spelled out, a summary.
+
+Colours: green ok, yellow warning, red critical. Everything here takes a StatusReport and
+only formats it; `--json` prints the report's own record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ..folding import fold_names
+from ..roles import ROLES
+from ..status.model import HostStatus, Problem, StatusReport
+from ..status.thresholds import fmt, human_bytes
+from .console import out, print_json
+
+STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
+SHORT = {"ok": "ok", "warning": "warn", "critical": "CRIT"}
+
+
+def show(report: StatusReport, as_json: bool = False) -> None:
+    """Print one round: the table (or the JSON document)."""
+    if as_json:
+        print_json(report.as_record())
+        return
+    out.print(frame(report))
+
+
+def frame(report: StatusReport, detail: RenderableType | None = None) -> Group:
+    """Everything one round shows, as one renderable (what --watch redraws)."""
+    parts: list[RenderableType] = [detail if detail is not None else overview(report)]
+    listed = problem_lines(report)
+    if listed:
+        parts.append(listed)
+    parts.append(summary(report))
+    return Group(*parts)
+
+
+# -- the overview table ------------------------------------------------------------------------
+
+def overview(report: StatusReport) -> Table:
+    """One section per role, one row per host (a host with two roles is in both)."""
+    table = Table(title=f"{report.cluster}: status", title_justify="left", pad_edge=False)
+    for col, kw in (("role", {}), ("host", {}), ("state", {}), ("figures", {}),
+                    ("load/cpu", {"justify": "right"}), ("mem", {"justify": "right"}),
+                    ("disk", {"justify": "right"}), ("ssh", {"justify": "right"})):
+        table.add_column(col, **kw)
+    groups: list[tuple[str, list[HostStatus]]] = [
+        (role, [h for h in report.hosts if h.host.has(role)]) for role in ROLES]
+    groups.append(("-", [h for h in report.hosts if not h.host.roles]))
+    for role, hosts in groups:
+        if not hosts:
+            continue
+        rows = _fold_plain(hosts) if role == "-" else [(h.host.name, h) for h in hosts]
+        for i, (label, st) in enumerate(rows):
+            table.add_row(role if i == 0 else "", label,
+                          Text(SHORT[st.severity], style=STYLE[st.severity]),
+                          role_figures(st, role), *host_cells(st),
+                          end_section=i == len(rows) - 1)
+    return table
+
+
+def _fold_plain(hosts: list[HostStatus]) -> list[tuple[str, HostStatus]]:
+    """Hosts with no role that are fine fold into one row (their worst figures shown)."""
+    fine = [h for h in hosts if h.severity == "ok"]
+    rows = [(h.host.name, h) for h in hosts if h.severity != "ok"]
+    if len(fine) == 1:
+        rows.insert(0, (fine[0].host.name, fine[0]))
+    elif fine:
+        worst = HostStatus(fine[0].host, True, metrics={"host": _max_host(fine)})
+        rows.insert(0, (f"{fold_names([h.host.name for h in fine])} ({len(fine)} hosts)", worst))
+    return rows
+
+
+def _max_host(hosts: list[HostStatus]) -> dict[str, Any]:
+    keys = ("load_per_cpu", "mem_pct", "data_disk_pct", "log_disk_pct", "ssh_ms")
+    return {k: max((h.metrics.get("host", {}).get(k) or 0 for h in hosts), default=0)
+            for k in keys}
+
+
+def host_cells(st: HostStatus) -> list[str]:
+    """load per CPU, memory, disk (the fuller of data and log), SSH round trip."""
+    if not st.reachable:
+        return ["-", "-", "-", "-"]
+    m = st.metrics.get("host", {})
+    disk = max((m.get(k) for k in ("data_disk_pct", "log_disk_pct") if m.get(k) is not None),
+               default=None)
+    return [fmt(m.get("load_per_cpu"), "ratio"), fmt(m.get("mem_pct"), "pct"),
+            fmt(disk, "pct"), fmt(m.get("ssh_ms"), "ms")]
+
+
+def role_figures(st: HostStatus, role: str) -> str:
+    """A role's key figures on a host, in a few words."""
+    if not st.reachable:
+        return st.error or "unreachable"
+    m = st.metrics.get(role, {})
+    version = ", ".join(st.facts.get("versions", {}).get(role, []))
+    ver = f", v{version}" if version else ""
+    if role == "web":
+        ms = m.get("health_ms")
+        slow = f", /_health/ <= {fmt(ms, 'ms')}" if ms is not None else ""
+        return f"{m.get('processes_up', 0)}/{m.get('processes', 0)} up{slow}{ver}"
+    if role in ("worker", "cron"):
+        return f"{m.get('containers_running', 0)}/{m.get('containers', 0)} up{ver}"
+    if role in ("redis-cache", "redis-queue"):
+        return _redis_figures(m)
+    if role == "db":
+        return _db_figures(m)
+    if role == "pgbouncer":
+        target = st.facts.get("pgb_target_host", "?")
+        return (f"-> {target}, {m.get('cl_active', 0):.0f} clients, "
+                f"{m.get('cl_waiting', 0):.0f} waiting, {m.get('sv_active', 0):.0f} busy")
+    if role == "nginx":
+        ups = m.get("upstreams", 0) or 0
+        down = m.get("upstreams_down", 0) or 0
+        rps = m.get("requests_per_s")
+        rate = f", {rps:.0f} req/s" if rps is not None else ""
+        return f"{ups - down}/{ups} upstreams, {m.get('active_connections', '?')} conn{rate}"
+    m = st.metrics.get("host", {})
+    return f"up, {m.get('cpus', '?')} CPUs" if m else ""
+
+
+def _redis_figures(m: dict[str, Any]) -> str:
+    if m.get("used_memory") is None:
+        return "-"
+    text = f"{human_bytes(m['used_memory'])}"
+    if m.get("maxmemory"):
+        text += f" of {human_bytes(m['maxmemory'])}"
+    text += f", {m.get('connected_clients', 0):.0f} clients"
+    if m.get("queue_length") is not None:
+        growth = m.get("queue_growth_per_s")
+        text += f", queue {m['queue_length']:.0f}"
+        if growth is not None:
+            text += f" ({fmt(growth, 'per_s')})"
+    return text
+
+
+def _db_figures(m: dict[str, Any]) -> str:
+    if m.get("is_primary") is None:
+        return "-"
+    conns = f"{m.get('connections', 0):.0f}/{m.get('max_connections', 0):.0f} conn"
+    tl = f"tl {m['timeline']:.0f}" if m.get("timeline") is not None else "tl ?"
+    if m["is_primary"]:
+        return f"primary, {tl}, {conns}, {m.get('standbys', 0)} standby(s)"
+    lag = m.get("replication_lag_bytes")
+    secs = m.get("replication_lag_s")
+    return (f"replica, {tl}, lag {human_bytes(lag) if lag is not None else '?'}"
+            f" / {fmt(secs, 's')}, {conns}")
+
+
+# -- problems and summary ----------------------------------------------------------------------
+
+def problem_lines(report: StatusReport) -> Text | None:
+    """'db-2: replication lag 48 MB (critical > 16 MB)', worst first, then notes (dim)."""
+    entries: list[tuple[int, str, Problem]] = []
+    order = {"critical": 0, "warning": 1, "ok": 2}
+    for p in report.view.problems:
+        entries.append((order[p.severity], "cluster", p))
+    for st in report.hosts:
+        for p in st.problems:
+            entries.append((order[p.severity], st.host.name, p))
+    notes = [(st.host.name, n) for st in report.hosts for n in st.notes]
+    if not entries and not notes:
+        return None
+    text = Text()
+    for _, where, p in sorted(entries, key=lambda e: e[0]):
+        text.append(f"{where}: ", style="bold")
+        text.append(p.message + "\n", style=STYLE[p.severity])
+    for where, note in notes:
+        text.append(f"{where}: {note}\n", style="dim")
+    text.rstrip()
+    return text
+
+
+def summary(report: StatusReport) -> Text:
+    """'lab: 40 hosts, 39 ok, 1 critical; primary db-1; 1 cron (worker-1); in 0.52 s'."""
+    c = report.counts()
+    n = len(report.hosts)
+    parts = [f"{n} host{'s' * (n != 1)}", f"{c['ok']} ok"]
+    parts += [f"{c[s]} {s}" for s in ("warning", "critical") if c[s]]
+    line = f"{report.cluster}: " + ", ".join(parts)
+    v = report.view
+    extra = []
+    if v.primaries:
+        extra.append(f"primary {' + '.join(v.primaries)}")
+    if v.cron_hosts:
+        extra.append(f"{len(v.cron_hosts)} cron ({', '.join(v.cron_hosts)})")
+    if v.queue_length is not None:
+        extra.append(f"queue {v.queue_length}")
+    if v.problems:
+        extra.append(f"{len(v.problems)} cluster finding{'s' * (len(v.problems) != 1)}")
+    if extra:
+        line += "; " + "; ".join(extra)
+    line += f"; {report.severity.upper()} in {report.seconds:.2f} s"
+    return Text(line, style=STYLE[report.severity])
+
+
+def statsd_note(packets: int, lines: int, target: tuple[str, int]) -> None:
+    """A dim line on stderr saying where the metrics went."""
+    from .console import err
+
+    err.print(Text(f"statsd: {lines} gauges in {packets} packet(s) to {target[0]}:{target[1]}",
+                   style="dim"))
+
+
+def warn(message: str) -> None:
+    """A warning on stderr that does not change the outcome (statsd unreachable, ...)."""
+    from .console import err
+
+    err.print(Text(f"warning: {message}", style="yellow"))
