@@ -11,8 +11,10 @@ alternation, measures sentryfab's warm path in-process, and writes bench/results
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import platform
+import random
 import re
 import resource
 import shlex
@@ -22,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,6 +41,12 @@ COMMAND = "uptime"
 PARALLEL = 50  # xargs -P, ansible -f, fab --parallel: every tool may run all hosts at once
 RUN_TIMEOUT = 180.0  # one invocation; a run past it counts as failed
 LATENCY_SAMPLES = 50
+SEED = 2071  # the round order is shuffled, the same way on every invocation
+# A run starts once the machine was this idle over QUIET_WINDOW (other work on the two
+# cores, such as a test suite using the lab, would otherwise land on whichever tool runs).
+QUIET_IDLE = 0.90
+QUIET_WINDOW = 1.0
+QUIET_MAX_WAIT = 60.0
 
 # The plain-Fabric contender: what a user of Fabric alone would write. Host keys are
 # checked against the lab's known_hosts, as every other tool here does.
@@ -181,6 +189,7 @@ class Sample:
     wall: float
     cpu: float  # user + sys of the client processes, seconds
     error: str | None = None
+    quiet: bool = True  # the machine was idle when the run started
 
     @property
     def ok(self) -> bool:
@@ -223,18 +232,18 @@ def tail(text: str, lines: int = 3) -> str:
     return " / ".join(kept)[:400] if kept else "(no output)"
 
 
-def count_check(*markers: str) -> Callable[[str, int], str | None]:
-    """A check that each marker (e.g. uptime's 'load average') occurs once per host."""
+def count_check(*patterns: str) -> Callable[[str, int], str | None]:
+    """A check that each pattern (a regex, one line each) matches once per host."""
 
     def missing(output: str, n: int) -> str | None:
-        gaps = [f"{output.count(m)} x '{m}' for {n} hosts" for m in markers
-                if output.count(m) != n]
+        counts = {p: len(re.findall(p, output, re.MULTILINE)) for p in patterns}
+        gaps = [f"{c} x /{p}/ for {n} hosts" for p, c in counts.items() if c != n]
         return "; ".join(gaps) or None
 
     return missing
 
 
-UPTIME = "load average"  # in every line uptime prints
+UPTIME = r"load average"  # in every line uptime prints
 
 
 # --- the five contenders ----------------------------------------------------------------
@@ -296,7 +305,7 @@ def pyinfra_tool(lab: Lab, workdir: Path) -> Tool:
         return Invocation([str(bench_bin("pyinfra")), "-y", str(inv), "exec", "--", COMMAND],
                           cwd=workdir)
 
-    return Tool("pyinfra `exec`", invoke, count_check("] Success", UPTIME))
+    return Tool("pyinfra `exec`", invoke, count_check(r"^\s*\[[^]]+\]\s+Success$", UPTIME))
 
 
 def ansible_inventory(lab: Lab, targets: Sequence[Target], path: Path) -> Path:
@@ -332,21 +341,44 @@ def ansible_tool(lab: Lab, workdir: Path) -> Tool:
                "ANSIBLE_NOCOLOR": "1"}
         return Invocation(argv, env=env, cwd=workdir, after=lambda: close_ssh_masters(control))
 
-    return Tool(f"Ansible ad-hoc `-f {PARALLEL}`", invoke, count_check("| CHANGED | rc=0", UPTIME))
+    changed = r"^\S+ \| CHANGED \| rc=0 >>$"  # one per host that ran the command
+    return Tool(f"Ansible ad-hoc `-f {PARALLEL}`", invoke, count_check(changed, UPTIME))
 
 
-# --- cold runs, round-robin -------------------------------------------------------------
+# --- cold runs, in alternation ----------------------------------------------------------
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU clock ticks of all cores since boot, from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return sum(ticks) - idle, sum(ticks)
+
+
+def wait_quiet() -> bool:
+    """Wait until the machine is idle over a whole window; False if it was not within the cap."""
+    deadline = time.monotonic() + QUIET_MAX_WAIT
+    while True:
+        busy0, total0 = machine_ticks()
+        time.sleep(QUIET_WINDOW)
+        busy1, total1 = machine_ticks()
+        if 1 - (busy1 - busy0) / max(total1 - total0, 1) >= QUIET_IDLE:
+            return True
+        if time.monotonic() > deadline:
+            return False
+
 
 def cold_runs(tools: Sequence[Tool], sizes: Sequence[int], scale: Sequence[Target],
               runs: int) -> list[Sample]:
-    """Every (tool, size) once per round, the order rotated each round; round 0 is warm-up."""
+    """Every (tool, size) once per round, in a new order each round; round 0 is warm-up."""
     cases = [(t, n) for n in sizes for t in tools]
+    rng = random.Random(SEED)
     samples: list[Sample] = []
     for rnd in range(runs + 1):
-        shift = rnd % len(cases)
-        for tool, n in cases[shift:] + cases[:shift]:
-            s = measure(tool, scale[:n])
-            status = "ok" if s.ok else f"FAILED: {s.error}"
+        rng.shuffle(cases)  # no tool always runs right after the same other one
+        for tool, n in cases:
+            quiet = wait_quiet()
+            s = replace(measure(tool, scale[:n]), quiet=quiet)
+            status = ("ok" if s.ok else f"FAILED: {s.error}") + ("" if quiet else " (busy machine)")
             label = "warm-up" if rnd == 0 else f"run {rnd}/{runs}"
             log(f"{label}  {tool.name:34} {n:3} hosts  {s.wall:6.2f} s  {status}")
             if rnd:
@@ -391,9 +423,14 @@ def warm_path(lab: Lab, n: int, runs: int) -> Warm:
         return wall, cpu
 
     with Runner(inv, parallel=PARALLEL) as r:
+        wait_quiet()
         first, _ = fan_out(r)
-        timed = [fan_out(r) for _ in range(max(runs, 1))]
+        timed = []
+        for _ in range(runs):
+            wait_quiet()
+            timed.append(fan_out(r))
         session = r.session(hosts[0])
+        wait_quiet()
         latencies = []
         for _ in range(LATENCY_SAMPLES):
             t0 = time.perf_counter()
@@ -437,7 +474,47 @@ def load_text(load: tuple[float, float, float]) -> str:
     return " ".join(f"{x:.2f}" for x in load)
 
 
-def machine_facts(load_before: tuple[float, float, float]) -> list[tuple[str, str]]:
+def openssh_kex(lab: Lab) -> str:
+    """The key exchange OpenSSH agrees on with a lab host (from `ssh -v`)."""
+    argv = ssh_argv(lab.key, lab.known_hosts, lab.scale[0].address, "true")
+    argv.insert(1, "-v")
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    found = re.search(r"kex: algorithm: (\S+)", proc.stderr)
+    return found.group(1) if found else "?"
+
+
+class _Messages(logging.Handler):
+    """Keeps the messages of the log records it is handed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def paramiko_kex(lab: Lab) -> str:
+    """The key exchange paramiko agrees on with a lab host (from its debug log, one connection)."""
+    from sentryfab import inventory
+    from sentryfab.remote import Runner
+
+    handler = _Messages()
+    logger = logging.getLogger("paramiko.transport")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    try:
+        inv = inventory.load(lab.inventory)
+        with Runner(inv) as r:
+            r.session(inv.host(lab.scale[0].name)).run("true")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return next((m.split(": ", 1)[1] for m in handler.messages if m.startswith("Kex: ")), "?")
+
+
+def machine_facts(lab: Lab, load_before: tuple[float, float, float]) -> list[tuple[str, str]]:
     """What the figures depend on: the machine, its load, the interpreters, the tool versions."""
     ours = versions(PROJECT_PY, ["sentryfab", "fabric", "invoke", "paramiko"])
     theirs = versions(bench_bin("python"), ["ansible-core", "pyinfra", "paramiko", "gevent"])
@@ -456,6 +533,9 @@ def machine_facts(load_before: tuple[float, float, float]) -> list[tuple[str, st
         ("ansible-core", theirs.get("ansible-core", "?")),
         ("pyinfra", pyinfra),
         ("OpenSSH", first_line(["ssh", "-V"])),
+        ("key exchange with the lab's sshd", f"OpenSSH (so Ansible too): {openssh_kex(lab)}; "
+                                             f"paramiko (sentryfab, Fabric, pyinfra): "
+                                             f"{paramiko_kex(lab)}"),
     ]
 
 
@@ -555,24 +635,32 @@ def yes(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def report(samples: Sequence[Sample], warm: Warm | None, tools: dict[str, Tool],
+def report(lab: Lab, samples: Sequence[Sample], warm: Warm | None, tools: dict[str, Tool],
            sizes: Sequence[int], runs: int, load_before: tuple[float, float, float]) -> str:
     """The whole results page."""
     facts = [row(["", ""]), row(["---", "---"]),
-             *(row([k, v]) for k, v in machine_facts(load_before))]
+             *(row([k, v]) for k, v in machine_facts(lab, load_before))]
     n = max(sizes)
+    busy = sum(not s.quiet for s in samples)
     parts = [
         "# Fan-out benchmark",
         "",
         f"Written by `python bench/fanout.py --runs {runs} --hosts {n}` (see `bench/README.md`). "
         f"`{COMMAND}` on the lab's scale hosts; every tool opens its connections from scratch "
         f"(cold). {runs} timed runs per cell after one warm-up round, the tools in alternation "
-        "(round-robin, order rotated each round). Client CPU = user + sys of the client "
-        "processes (`getrusage(RUSAGE_CHILDREN)`), median, divided by the number of hosts.",
+        f"(every tool and size once per round, in a shuffled order, seed {SEED}). Each run "
+        f"starts once both cores were at least {QUIET_IDLE:.0%} idle for {QUIET_WINDOW:g} s; "
+        f"{busy} of {len(samples)} runs started without that after {QUIET_MAX_WAIT:g} s of "
+        "waiting. Client CPU = user + sys of the client processes "
+        "(`getrusage(RUSAGE_CHILDREN)`), median, divided by the number of hosts.",
         "",
         "**sshd runs on the same cores as the clients** (the lab hosts are network namespaces "
         "on this machine), so every wall time includes sshd's own CPU (key exchange, session "
         "setup, the remote shell). Client CPU does not include it.",
+        "",
+        "OpenSSH 9 prefers a post-quantum hybrid key exchange (sntrup761x25519) that paramiko "
+        "does not offer; its key generation is a large part of each `ssh` client's CPU here "
+        "(compare `-o KexAlgorithms=curve25519-sha256`). The tools run with their defaults.",
         "",
         *facts,
         "",
@@ -641,7 +729,7 @@ def main() -> None:
         samples = cold_runs(list(tools.values()), sizes, lab.scale, args.runs)
     log(f"warm path: sentryfab Runner on {args.hosts} hosts")
     warm = warm_path(lab, args.hosts, args.runs)
-    text = report(samples, warm, tools, sizes, args.runs, load_before)
+    text = report(lab, samples, warm, tools, sizes, args.runs, load_before)
     write_results(text)
     print(text)
 

@@ -14,11 +14,11 @@ from ..inventory import Host, Inventory
 from .hostkeys import (
     AcceptNew,
     HostKeyError,
+    KnownHosts,
     RefuseUnknown,
     changed_key_message,
     known_hosts_files,
     known_hosts_name,
-    load_known_hosts,
 )
 
 
@@ -50,7 +50,7 @@ def record_file(inv: Inventory) -> Path:
 
 
 def build(inv: Inventory, host: Host, config: Config, opts: ConnectOptions,
-          gateway: Connection | None = None) -> Connection:
+          known: KnownHosts, gateway: Connection | None = None) -> Connection:
     """A not-yet-open Fabric Connection for `host`, with our host-key policy on every hop."""
     kwargs: dict = {
         "banner_timeout": opts.connect_timeout,
@@ -70,16 +70,17 @@ def build(inv: Inventory, host: Host, config: Config, opts: ConnectOptions,
     )
     hop: Connection | None = conn
     while isinstance(hop, Connection):
-        secure(hop.client, inv, opts)
+        secure(hop, inv, opts, known)
         hop = hop.gateway if isinstance(hop.gateway, Connection) else None
     return conn
 
 
-def secure(client: paramiko.SSHClient, inv: Inventory, opts: ConnectOptions) -> None:
-    """Replace Fabric's AutoAddPolicy with known_hosts checking."""
-    load_known_hosts(client, known_hosts_files(inv.ssh.known_hosts))
-    policy = AcceptNew if opts.accept_new else RefuseUnknown
-    client.set_missing_host_key_policy(policy(record_file(inv)))
+def secure(conn: Connection, inv: Inventory, opts: ConnectOptions, known: KnownHosts) -> None:
+    """Replace Fabric's AutoAddPolicy with known_hosts checking for this one host."""
+    known.install(conn.client, known_hosts_name(conn.host, int(conn.port)))
+    policy = AcceptNew(record_file(inv), known) if opts.accept_new else \
+        RefuseUnknown(record_file(inv))
+    conn.client.set_missing_host_key_policy(policy)
 
 
 def open_connection(conn: Connection, inv: Inventory, opts: ConnectOptions) -> None:

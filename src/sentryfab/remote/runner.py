@@ -20,6 +20,7 @@ from ..results import HostResult, stderr_tail
 from ..shell import script, sudo
 from . import connect
 from .connect import ConnectOptions, Unreachable
+from .hostkeys import KnownHosts, known_hosts_files
 from .session import CommandFailed, CommandOutput, HostSession, LineCallback
 
 DEFAULT_PARALLEL = 32
@@ -42,6 +43,8 @@ class Runner:
             accept_new=accept_new,
         )
         self._config = connect.fabric_config(inv)
+        # Read once per invocation, shared by every connection (see hostkeys.KnownHosts).
+        self._known = KnownHosts(known_hosts_files(inv.ssh.known_hosts))
         self._sessions: dict[str, HostSession] = {}
         self._lock = threading.Lock()
         self._gateway: Connection | None = None
@@ -54,7 +57,8 @@ class Runner:
         with self._lock:
             s = self._sessions.get(host.name)
             if s is None:
-                conn = connect.build(self.inv, host, self._config, self.opts, self._jump())
+                conn = connect.build(self.inv, host, self._config, self.opts, self._known,
+                                     self._jump())
                 s = HostSession(host, conn, self._open)
                 self._sessions[host.name] = s
             return s
@@ -66,7 +70,7 @@ class Runner:
         if self._gateway is None:
             self._gateway = Connection(self.inv.ssh.jump, config=self._config,
                                        connect_kwargs=_key_kwargs(self.inv))
-            connect.secure(self._gateway.client, self.inv, self.opts)
+            connect.secure(self._gateway, self.inv, self.opts, self._known)
         return self._gateway
 
     _gateway_lock = threading.Lock()

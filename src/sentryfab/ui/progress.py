@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from ..results import HostResult
 from .console import err
 
@@ -17,6 +15,15 @@ def hosts_progress(what: str, total: int, enabled: bool = True) -> Iterator:
     if not enabled or not err.is_terminal:
         yield lambda result: None
         return
+    # Imported only when a bar is drawn: it costs ~10 ms of every command's start-up.
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("[red]{task.fields[bad]}"), TimeElapsedColumn(),
                    console=err, transient=True)
