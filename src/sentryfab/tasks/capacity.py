@@ -30,5 +30,38 @@ def check(c, offline=False, json=False, accept_new=False):
         raise Exit(code=1)
 
 
+@task(name="probe", auto_shortflags=False, help={
+    "start": "first rate, events/s (default 50)",
+    "factor": "each step's rate is the last one's times this (default 1.5)",
+    "step_seconds": "how long each rate is held (default 10)",
+    "max_rate": "stop there even if nothing broke (default 5000)",
+    "max_p99_ms": "a step whose p99 latency passes this fails (default 2000)",
+    "output": "the PNG plot (default lab/probe/probe.png)",
+    "json": "print machine-readable JSON instead of a table"})
+@handled
+def probe(c, start=50.0, factor=1.5, step_seconds=10.0, max_rate=5000.0, max_p99_ms=2000.0,
+          output=None, json=False):
+    """Ramp the lab's event rate until errors or latency cross a threshold; what saturated."""
+    from pathlib import Path
+
+    from ..procedures import probe as procedure
+    from ..remote import Runner
+    from ..ui import probe as probe_ui
+    from ._common import load_secrets
+    from .lab import repo_root
+    from .labwork import _lab_inventory
+
+    inv = _lab_inventory()  # load is only ever sent to the lab
+    with Runner(inv) as runner:
+        report = procedure.probe(runner, inv, load_secrets(inv), start=float(start),
+                                 factor=float(factor), step_seconds=float(step_seconds),
+                                 max_rate=float(max_rate), max_p99_ms=float(max_p99_ms),
+                                 on_step=probe_ui.step_line)
+    png = probe_ui.plot(report, Path(output) if output else
+                        repo_root() / "lab" / "probe" / "probe.png")
+    probe_ui.show(report, png, as_json=json)
+
+
 ns = Collection("capacity")
 ns.add_task(check, default=True)
+ns.add_task(probe)
