@@ -47,7 +47,8 @@ def test_db_has_its_data_volume_and_runs_as_postgres(ref):
         "--stop-timeout 30 --log-opt max-size=50m --log-opt max-file=3 "
         "--label sentryfab.role=db --label sentryfab.version=15.5 --label sentryfab.config= "
         "--label sentryfab.index=1 --volume /etc/sentryfab/db:/etc/sentryfab/db:ro "
-        "--volume /var/lib/sentryfab/db:/var/lib/sentryfab/db --user postgres postgres:15.5 "
+        "--volume /var/lib/sentryfab/db:/var/lib/sentryfab/db --user postgres "
+        "--stop-signal SIGINT postgres:15.5 "
         "postgres -D /var/lib/sentryfab/db/data -c config_file=/etc/sentryfab/db/postgresql.conf"
     )
 
@@ -64,3 +65,13 @@ def test_stop_remove_ps_are_tolerant_and_exact():
     assert docker.remove("sentry-web-1") == "docker rm --force sentry-web-1 >/dev/null 2>&1; true"
     assert docker.ps("web").startswith(
         "docker ps --all --no-trunc --filter label=sentryfab.role=web --format ")
+
+
+def test_image_pull_and_prune_commands():
+    assert docker.ensure_image("lab/sentry:2") == (
+        "docker image inspect --format '{{.Id}}' lab/sentry:2 >/dev/null 2>&1 || "
+        "docker pull --quiet lab/sentry:2")
+    assert docker.prune_images("lab/sentry", 3) == (
+        "docker images lab/sentry --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' "
+        "| sort -r | tail -n +4 | cut -f 2 | grep -v ':<none>$' "
+        "| xargs -r docker rmi >/dev/null 2>&1; true")

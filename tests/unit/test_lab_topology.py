@@ -103,8 +103,9 @@ roles:
   worker: {image: lab/sentry, tag: '1', processes: 2, concurrency: 1}
   cron: {image: lab/sentry, tag: '1'}
   redis-cache: {image: lab/base, tag: '1'}
-  redis-queue: {image: lab/base, tag: '1'}
-  db: {image: lab/base, tag: '1'}
+  redis-queue: {image: lab/base, tag: '1', queue_keys: ['sentry-lab:queue'], \
+heartbeat_pattern: 'sentry-lab:worker:*'}
+  db: {image: lab/base, tag: '1', synchronous: true}
   pgbouncer: {image: lab/base, tag: '1'}
   nginx: {image: lab/base, tag: '1'}
 hosts:

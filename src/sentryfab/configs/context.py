@@ -32,9 +32,12 @@ SENTRY_DB = {"name": "sentry", "user": "sentry"}
 
 @dataclass(frozen=True)
 class ClusterState:
-    """Facts that are state, not configuration: where the database primary is now."""
+    """Facts that are state, not configuration: where the database primary is now, and
+    whether synchronous replication was turned off on purpose (`fab db.degrade`, or a
+    failover that left no replica to wait for)."""
 
     primary: str
+    degraded: bool = False
 
 
 def initial_state(inv: Inventory) -> ClusterState:
@@ -81,6 +84,7 @@ def topology(inv: Inventory, state: ClusterState) -> dict[str, Any]:
         "db": dbs,
         "db_primary": primary,
         "db_replicas": [d for d in dbs if primary is None or d["name"] != primary["name"]],
+        "db_degraded": state.degraded,
         "pgbouncer": eps("pgbouncer"),
         "nginx": eps("nginx"),
         "all_hosts": [_endpoint(h, 0) for h in inv.hosts],

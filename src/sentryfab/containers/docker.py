@@ -26,6 +26,8 @@ def run(spec: ContainerSpec) -> str:
         argv += ["--env", f"{key}={value}"]
     if spec.user:
         argv += ["--user", spec.user]
+    if spec.stop_signal:
+        argv += ["--stop-signal", spec.stop_signal]
     if spec.memory:
         argv += ["--memory", spec.memory]
     if spec.cpus:
@@ -110,3 +112,17 @@ def logs(name: str, lines: int = 100, follow: bool = False) -> str:
     if follow:
         argv.append("--follow")
     return f"{join([*argv, name])} 2>&1"
+
+
+def ensure_image(image: str) -> str:
+    """Pull the image unless the host's engine has it already (the lab builds its own)."""
+    return f"{image_present(image)} 2>&1 || {join(['docker', 'pull', '--quiet', image])}"
+
+
+def prune_images(repository: str, keep: int = 3) -> str:
+    """Remove all but the `keep` newest images of a repository (in-use ones are refused by
+    docker and stay): the last few releases remain for a rollback."""
+    fmt = "{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}"
+    return (f"{join(['docker', 'images', repository, '--format', fmt])} | sort -r "
+            f"| tail -n +{keep + 1} | cut -f 2 | grep -v ':<none>$' "
+            f"| xargs -r docker rmi >/dev/null 2>&1; true")

@@ -1,4 +1,5 @@
-"""PostgreSQL's one-time steps: initdb on the primary, users and slots, cloning a replica.
+"""PostgreSQL's data-directory steps: initdb, users and slots, cloning a replica, and for
+switchover/failover: pg_controldata, the end of the WAL, the fence, pg_rewind, standby setup.
 
 Passwords travel on stdin of the remote command, never in argv or in a file left behind.
 """
@@ -9,6 +10,13 @@ from ..shell import join
 from .spec import DATA_ROOT
 
 DATA_DIR = f"{DATA_ROOT}/db/data"
+#: A fenced host must not run as a primary: who fenced it, when, for which new primary.
+#: Outside the data directory, so pg_rewind and pg_basebackup leave it alone.
+FENCE_FILE = f"{DATA_ROOT}/db/FENCED"
+#: On the primary: synchronous replication was turned off on purpose (by whom, why).
+DEGRADED_FILE = f"{DATA_ROOT}/db/DEGRADED"
+#: Where a rejoin that must re-clone keeps the old data directory (never deleted for you).
+ASIDE_DIR = f"{DATA_DIR}.before-rejoin"
 PG_PATH = "for d in /usr/lib/postgresql/*/bin; do PATH=$PATH:$d; done; "
 
 
@@ -33,6 +41,13 @@ def _throwaway(image: str, script: str) -> str:
     return join(["docker", "run", "--rm", "-i", "--network", "host", "--user", "postgres",
                  "--entrypoint", "", "--volume", f"{DATA_ROOT}/db:{DATA_ROOT}/db", image,
                  "sh", "-c", PG_PATH + script])
+
+
+def _throwaway_args(image: str, script: str, args: list[str]) -> str:
+    """Like _throwaway, with values passed as positional arguments ($1, $2...)."""
+    return join(["docker", "run", "--rm", "-i", "--network", "host", "--user", "postgres",
+                 "--entrypoint", "", "--volume", f"{DATA_ROOT}/db:{DATA_ROOT}/db", image,
+                 "sh", "-c", PG_PATH + script, "sh", *args])
 
 
 def initdb(image: str) -> str:
@@ -102,3 +117,91 @@ def is_primary(container: str) -> str:
     """Prints 't' on a primary, 'f' on a replica."""
     return join(["docker", "exec", "--user", "postgres", container, "psql", "-Atc",
                  "select not pg_is_in_recovery()"])
+
+
+# -- switchover, failover, rejoin ------------------------------------------------------------
+
+def controldata(image: str) -> str:
+    """pg_controldata of the (stopped) cluster: how it stopped, its last checkpoint."""
+    return _throwaway(image, f"pg_controldata -D {DATA_DIR}")
+
+
+def wal_end(image: str, timeline: int, start_lsn: str) -> str:
+    """Read the stopped cluster's WAL from `start_lsn` to its end: the last record and the
+    error that ends it are printed (what a replica at `start_lsn` would be missing)."""
+    return _throwaway_args(image, (
+        f"pg_waldump -p {DATA_DIR}/pg_wal -t \"$1\" -s \"$2\" 2>&1 | tail -n 2"),
+        [str(int(timeline)), start_lsn])
+
+
+def _write_marker(path: str, record: str) -> str:
+    return (f"mkdir -p {join([DATA_ROOT + '/db'])} && "
+            f"printf '%s\\n' {join([record])} > {join([path + '.tmp'])} && "
+            f"mv -f {join([path + '.tmp', path])}")
+
+
+def fence(record: str) -> str:
+    """Mark the host fenced, and put standby.signal in its data directory: started by
+    anyone (docker start, a reboot, a deploy), it comes up read-only, never as a primary."""
+    signal = f"{DATA_DIR}/standby.signal"
+    return (f"{_write_marker(FENCE_FILE, record)} && "
+            f"if [ -e {join([DATA_DIR + '/PG_VERSION'])} ]; then touch {join([signal])} && "
+            f"chown --reference={join([DATA_DIR])} {join([signal])}; fi && sync")
+
+
+def unfence() -> str:
+    """Lift the fence (the host is a replica again)."""
+    return f"rm -f {join([FENCE_FILE])}"
+
+
+def not_fenced(host: str) -> str:
+    """Exit 3, saying why, if the host is fenced: the deploy path refuses to start it."""
+    fmt = ("%s is fenced (%s): it must not start as a primary; 'fab db.rejoin %s' makes it "
+           "a replica of the current primary\\n")
+    return (f"if [ -e {join([FENCE_FILE])} ]; then printf {join([fmt])} {join([host])} "
+            f"\"$(cat {join([FENCE_FILE])})\" {join([host])} >&2; exit 3; fi")
+
+
+def mark_degraded(record: str) -> str:
+    """Record on the primary that synchronous replication is off on purpose."""
+    return _write_marker(DEGRADED_FILE, record)
+
+
+def unmark_degraded() -> str:
+    """Synchronous replication is wanted again."""
+    return f"rm -f {join([DEGRADED_FILE])}"
+
+
+def rewind(image: str, source_address: str, port: int) -> str:
+    """pg_rewind the stopped cluster onto the current primary's timeline; stdin: the
+    postgres password. standby.signal is lifted for the run (pg_rewind finishes a crashed
+    cluster's recovery in single-user mode, which refuses standby mode) and always put
+    back, whatever pg_rewind did."""
+    return _throwaway_args(image, (
+        f"PGPASSWORD=$(cat); export PGPASSWORD; rm -f {DATA_DIR}/standby.signal; "
+        f"pg_rewind --target-pgdata={DATA_DIR} "
+        "--source-server=\"host=$1 port=$2 user=postgres dbname=postgres\" 2>&1; rc=$?; "
+        f"touch {DATA_DIR}/standby.signal; exit $rc"), [source_address, str(port)])
+
+
+def standby_config(image: str, primary_address: str, port: int, me: str) -> str:
+    """Make the stopped cluster a replica of `primary_address`: standby.signal,
+    primary_conninfo (application_name=<me>, as synchronous_standby_names lists it) and its
+    slot, replacing whatever postgresql.auto.conf held (pg_rewind copies the source's);
+    local slots removed (slots live on the primary). stdin: the replicator's password."""
+    auto = f"{DATA_DIR}/postgresql.auto.conf"
+    return _throwaway_args(image, (
+        f"PW=$(cat); {{ grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)"
+        f"[[:space:]]*=' {auto} 2>/dev/null; true; }} > {auto}.new && "
+        "printf \"primary_conninfo = 'host=%s port=%s user=replicator application_name=%s "
+        "password=%s'\\nprimary_slot_name = '%s'\\n\" \"$1\" \"$2\" \"$3\" \"$PW\" \"$4\" "
+        f">> {auto}.new && mv {auto}.new {auto} && touch {DATA_DIR}/standby.signal && "
+        f"rm -rf {DATA_DIR}/pg_replslot/* && sync"),
+        [primary_address, str(port), me, slot_name(me)])
+
+
+def set_aside(image: str) -> str:
+    """Move the data directory out of the way of a fresh clone (the previous set-aside copy
+    goes: only the latest is kept)."""
+    return _throwaway(image, (
+        f"rm -rf {ASIDE_DIR} && if [ -e {DATA_DIR} ]; then mv {DATA_DIR} {ASIDE_DIR}; fi"))

@@ -59,6 +59,7 @@ class ContainerSpec:
     restart: str = "unless-stopped"
     stop_timeout: int = 30
     env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    stop_signal: str | None = None
 
     def label(self, key: str) -> str | None:
         """The value of one of our labels."""
@@ -127,6 +128,9 @@ def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = No
             user=s.get("user", DEFAULT_USERS.get(role)), port=port,
             memory=s.get("memory"), cpus=str(s["cpus"]) if s.get("cpus") else None,
             restart="no" if role == "migrate" else "unless-stopped",
+            # SIGTERM is PostgreSQL's "smart" shutdown: it waits for every client, and
+            # PgBouncer's pooled connections never leave. SIGINT is the fast, clean one.
+            stop_signal="SIGINT" if role == "db" else None,
         ))
     return out
 

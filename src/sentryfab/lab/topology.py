@@ -52,8 +52,12 @@ ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("worker", {"image": "lab/sentry", "processes": 2, "concurrency": 1}),
     ("cron", {"image": "lab/sentry"}),
     ("redis-cache", {}),
-    ("redis-queue", {}),
-    ("db", {}),
+    # The stand-in's one queue list and its workers' heartbeat keys (fab status watches them;
+    # production Sentry's Celery queues are the default).
+    ("redis-queue", {"queue_keys": ["sentry-lab:queue"],
+                     "heartbeat_pattern": "sentry-lab:worker:*"}),
+    # A commit returns once the replica has it: a failover loses nothing acknowledged.
+    ("db", {"synchronous": True}),
     ("pgbouncer", {}),
     ("nginx", {}),
 )

@@ -29,6 +29,7 @@ from ..secrets import Secrets
 from . import configs as config_push
 
 HEALTH_TIMEOUT = 90.0
+KEEP_IMAGES = 3  # releases kept on each host for a rollback
 RELEASES = "/var/lib/sentryfab/releases"
 
 #: Called with (role, message) as the rollout goes, for a progress display.
@@ -220,12 +221,15 @@ class Deployer:
     def _replace(self, s: HostSession, role: str, files: list[Rendered], version: str | None,
                  count: int | None, when: str) -> HostOutcome:
         host = s.host
+        if role == "db":  # a fenced host (an old primary) is only ever started by db.rejoin
+            s.run(postgres.not_fenced(host.name), check=True)
         before = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
         s.run(prepare_dirs(self.inv, host, role), check=True)
         pushed = config_push.push_host(s, self.inv, files, self.secrets, when)
         if role == "db":
             self._prepare_db(s)
         want = self.wanted(host, role, files, version, count)
+        s.run(docker.ensure_image(want[0].image), check=True, timeout=600)
         for spec in want:
             s.run(docker.replace(spec), check=True)
         for extra in {c.name for c in before} - {sp.name for sp in want}:
@@ -239,6 +243,7 @@ class Deployer:
         if out.ok:
             s.run(cfg.clear_pending(role))
             s.run(_record_release(role, want[0].label("version") or "", when))
+            s.run(docker.prune_images(want[0].image.rsplit(":", 1)[0], KEEP_IMAGES))
             return HostOutcome(host.name, old, want[0].label("version"), "updated",
                                check.what)
         self.on_event(role, f"{host.name}: unhealthy ({check.what}), rolling back")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..remote import HostSession, Runner
 from ..results import HostResult
@@ -64,10 +65,24 @@ class StatusChecker:
         if self.state_file is not None:
             self.previous = state.load(self.state_file)
         needed = {n for h in self.checked for n in script.secrets_needed(h)}
-        # Fetched once, up front: a missing secret is an error before anything connects.
-        self._secret_values = {n: self.secrets.get(n) for n in sorted(needed)}
-        self._scripts = {h.name: script.build(self.inv, h, self._secret_values)
-                         for h in self.checked}
+        # A missing secret costs only the facts that need it: the rest of the round still
+        # runs, and those hosts say which secret is missing and where it should come from.
+        self._missing: dict[str, str] = {}
+        values: dict[str, str] = {}
+        for name in sorted(needed):
+            try:
+                values[name] = self.secrets.get(name)
+            except SentryfabError as e:
+                self._missing[name] = str(e)
+                values[name] = ""
+        self._scripts = {h.name: script.build(self.inv, h, values) for h in self.checked}
+        # Every session (Fabric Connection) made here, in one thread, before any connects:
+        # building a Connection writes to the Fabric config all of them share (its
+        # inline_ssh_env, which re-merges that config), and a thread opening another
+        # connection at that moment reads an empty config ("No attribute or config key found
+        # for 'authentication'"). Runner.session() is otherwise lazy, inside the fan-out.
+        for h in self.checked:
+            self.runner.session(h)
 
     def round(self, on_done: Callable[[HostResult], None] | None = None) -> StatusReport:
         """Check every host once; the report holds the shown hosts and relevant findings."""
@@ -102,6 +117,10 @@ class StatusChecker:
         s.ensure_open()
         connected = time.monotonic()
         out = s.run(cs.command, stdin=cs.stdin, timeout=self.timeout)
+        if out.exit_code == 0 and f"{script.MARK} end " not in out.stdout:
+            # Exit status in, last line missing: sshd may send exit-status before the
+            # output's tail (the read stops at the status, not at EOF); ask once more.
+            out = s.run(cs.command, stdin=cs.stdin, timeout=self.timeout)
         return Answer(out.stdout, out.exit_code, out.error, time.monotonic() - connected,
                       connected - t0 if fresh else None)
 
@@ -110,8 +129,12 @@ class StatusChecker:
             return checks.unreachable(r.host, r.error or "unreachable", r.seconds), None
         if not isinstance(r.value, Answer):
             return checks.failed(r.host, r.error or r.status, r.seconds), None
-        return checks.evaluate_host(self.inv, r.host, r.value, self.previous.get(r.host.name),
-                                    now)
+        st, sample = checks.evaluate_host(self.inv, r.host, r.value,
+                                          self.previous.get(r.host.name), now)
+        for name in self._scripts[r.host.name].secrets:
+            if name in self._missing:
+                st.add(Problem("critical", f"cannot check all of it: {self._missing[name]}"))
+        return st, sample
 
 
 def _concerns(p: Problem, hosts: set[str], roles: set[str]) -> bool:

@@ -112,25 +112,22 @@ def _host(st: HostStatus, out: parsers.Output, answer: Answer, lv: dict[str, Lev
         m["fds_open"], m["fds_max"] = fds
         m["fds_pct"] = round(100.0 * fds[0] / fds[1], 2) if fds[1] else None
         st.add(evaluate("fds_pct", m["fds_pct"], lv, "open files (system-wide)"))
-    disks = []
-    for path, key in zip(DATA_PATHS, ("data", "log"), strict=True):
-        sec = out.get(f"df {path}")
-        d = parsers.df(path, sec.lines) if sec else None
-        if d is None:
-            continue
-        disks.append(d)
+    sec = out.get("df")
+    disks = parsers.df(sec.lines) if sec else []
+    for d in disks:
+        key = {DATA_PATHS[0]: "data", DATA_PATHS[1]: "log"}.get(d.path, d.path)
         m[f"{key}_disk_pct"] = round(d.pct, 1)
         m[f"{key}_disk_free"] = d.available
     st.facts["disks"] = disks
-    seen: dict[str, list[parsers.Disk]] = {}
-    for d in disks:  # two paths on one filesystem make one problem, not two
-        seen.setdefault(d.mount, []).append(d)
+    seen: dict[tuple[str, int], list[parsers.Disk]] = {}
+    for d in disks:  # two paths on one filesystem (even bind-mounted) make one problem
+        seen.setdefault((d.device, d.size), []).append(d)
     for group in seen.values():
         label = "disk use of " + " and ".join(d.path for d in group)
         p = evaluate("disk_pct", group[0].pct, lv, label)
         if p is not None:
             st.add(replace(p, message=f"{p.message}, {human_bytes(group[0].available)} free"))
-    missing = [n for n in ("loadavg", "meminfo", "file-nr") if out.get(n) is None]
+    missing = [n for n in ("loadavg", "meminfo", "file-nr", "df") if out.get(n) is None]
     if missing and out.complete:
         st.add(Problem("warning", f"no answer for {', '.join(missing)}"))
 
@@ -142,6 +139,8 @@ def _containers(st: HostStatus, inv: Inventory, out: parsers.Output, prev: Sampl
     sec = out.get("docker")
     if sec is None or not sec.ok:
         why = sec.error() if sec else "no answer"
+        if why.startswith("curl: (7)"):  # the API's socket is there, nothing listens on it
+            why = "cannot connect to /var/run/docker.sock (is dockerd running?)"
         st.add(Problem("critical", f"Docker engine not answering: {why}"))
         return
     found = parsers.containers(sec.lines)
@@ -214,11 +213,13 @@ def _container_for_port(st: HostStatus, inv: Inventory, port: int) -> parsers.Co
 
 def _web(st: HostStatus, inv: Inventory, out: parsers.Output, lv: dict[str, Levels]) -> None:
     m = st.metrics.setdefault("web", {})
+    sec = out.get("web")
+    found = parsers.probes(sec.lines) if sec else {}
     probes: dict[int, parsers.Probe] = {}
     slowest = None
     for port in web_ports(inv, st.host):
-        sec = out.get(f"web {port}")
-        p = parsers.probe(sec.lines) if sec else parsers.Probe(0, 0.0, "no answer")
+        p = found.get(f"http://{st.host.address}:{port}/_health/",
+                      parsers.Probe(0, 0.0, "no answer"))
         probes[port] = p
         c = _container_for_port(st, inv, port)
         if not p.ok:
@@ -284,7 +285,8 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
     sec = out.get(f"redis {role}")
     facts = parsers.redis(sec.lines) if sec else None
     if facts is None or not facts.info:
-        why = (facts.errors[-1] if facts and facts.errors else sec.error()) if sec else \
+        # The first complaint is the cause ('AUTH failed: WRONGPASS ...'), the rest follow.
+        why = (facts.errors[0] if facts and facts.errors else sec.error()) if sec else \
             "no answer"
         st.add(Problem("critical", f"Redis not answering: {why}", scope=role))
         return
@@ -295,7 +297,7 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
                                    "(it refuses writes)", scope=role))
     used, maxmem = facts.num("used_memory"), facts.num("maxmemory")
     m["used_memory"], m["maxmemory"] = used, maxmem
-    m["memory_pct"] = round(100 * used / maxmem, 1) if used is not None and maxmem else None
+    m["memory_pct"] = round(100 * used / maxmem, 2) if used is not None and maxmem else None
     if m["memory_pct"] is not None:
         p = evaluate("memory_pct", m["memory_pct"], lv,
                      f"memory ({human_bytes(used or 0)} of maxmemory {human_bytes(maxmem or 0)})")

@@ -59,10 +59,11 @@ def _primary(view: ClusterView, statuses: list[HostStatus]) -> None:
                         "replica, nothing accepts writes", scope="cluster",
             hosts=tuple(view.replicas), roles=("db",)))
     else:
+        replicas = (f"; {', '.join(view.replicas)} "
+                    f"{'is a replica' if len(view.replicas) == 1 else 'are replicas'}"
+                    if view.replicas else "")
         view.problems.append(Problem(
-            "critical", f"no primary found: {', '.join(silent)} did not answer"
-                        + (f" and {', '.join(view.replicas)} are replicas" if view.replicas
-                           else ""),
+            "critical", f"no primary found: {', '.join(silent)} did not answer{replicas}",
             scope="cluster", hosts=tuple(silent), roles=("db",)))
 
 

@@ -7,6 +7,7 @@ warning printed by a tool never breaks a round.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -143,6 +144,7 @@ class Disk:
 
     path: str          # the path asked about
     measured: str      # the path df was run on (a parent, if `path` does not exist yet)
+    device: str        # the filesystem (two paths on one device share their space)
     size: int          # bytes
     used: int
     available: int
@@ -155,16 +157,15 @@ class Disk:
         return 100.0 * self.used / total if total else 0.0
 
 
-def df(path: str, lines: tuple[str, ...]) -> Disk | None:
-    """The df fact: the path measured, then `df -Pk` of it."""
-    measured = lines[0].strip() if lines else path
-    for line in lines[1:]:
-        parts = line.split()
-        if len(parts) >= 6 and parts[1].isdigit() and parts[2].isdigit() and parts[3].isdigit():
-            kb = 1024
-            return Disk(path, measured, int(parts[1]) * kb, int(parts[2]) * kb,
-                        int(parts[3]) * kb, parts[-1])
-    return None
+def df(lines: tuple[str, ...]) -> list[Disk]:
+    """'path ASKED MEASURED' lines, then `df -Pk` of the measured paths, in the same order."""
+    asked = [ln.split()[1:3] for ln in lines if ln.startswith("path ") and len(ln.split()) == 3]
+    rows = [ln.split() for ln in lines if not ln.startswith("path ")]
+    rows = [r for r in rows if len(r) >= 6 and r[1].isdigit() and r[2].isdigit()
+            and r[3].isdigit()]
+    kb = 1024
+    return [Disk(path, measured, r[0], int(r[1]) * kb, int(r[2]) * kb, int(r[3]) * kb, r[-1])
+            for (path, measured), r in zip(asked, rows, strict=False)]
 
 
 # -- containers --------------------------------------------------------------------------------
@@ -189,10 +190,28 @@ class Container:
         return self.state == "running"
 
 
+def _from_api(line: str) -> Container | None:
+    """One container's inspect document (Engine API), or None if it is not one."""
+    try:
+        doc = json.loads(line)
+        state, labels = doc["State"], doc["Config"].get("Labels") or {}
+        return Container(doc["Name"].lstrip("/"), doc["Id"], state["Status"],
+                         int(doc["RestartCount"]), state.get("StartedAt", ""),
+                         bool(state.get("OOMKilled")), int(state.get("ExitCode") or 0),
+                         labels.get("sentryfab.role", ""), labels.get("sentryfab.version", ""))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # e.g. {"message": "No such container"}: it went away meanwhile
+
+
 def containers(lines: tuple[str, ...]) -> list[Container]:
-    """The docker fact -> our containers."""
+    """The docker fact -> our containers (Engine API JSON, or the CLI's tab-separated lines)."""
     out = []
     for line in lines:
+        if line.startswith("{"):
+            c = _from_api(line)
+            if c is not None:
+                out.append(c)
+            continue
         parts = line.split("\t")
         if len(parts) != 9 or not parts[3].isdigit():
             continue
@@ -222,36 +241,33 @@ class Probe:
         """'HTTP 503', or curl's reason when no answer came."""
         if self.code:
             return f"HTTP {self.code}"
-        return _curl_reason(self.error) or "no answer"
+        return self.error or "no answer"
 
 
-_CURL_ERR = re.compile(r"curl: \(\d+\) (.*)")
+#: curl's exit codes worth naming.
+CURL_EXIT = {6: "cannot resolve the name", 7: "connection refused", 28: "timed out",
+             52: "empty reply", 56: "connection reset"}
 
 
-def _curl_reason(text: str) -> str:
-    m = _CURL_ERR.search(text)
-    reason = m.group(1) if m else text.strip()
-    if "Connection refused" in reason or "Couldn't connect" in reason or "Failed to connect" \
-            in reason:
-        return "connection refused"
-    if "timed out" in reason:
-        return "timed out"
-    return reason
+def _probe_line(parts: list[str]) -> Probe:
+    code = int(parts[0]) if parts[0].isdigit() else 0
+    try:
+        seconds = float(parts[1])
+    except (IndexError, ValueError):
+        seconds = 0.0
+    rc = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+    error = "" if 200 <= code < 300 else CURL_EXIT.get(rc, f"curl exit code {rc}") if rc else ""
+    return Probe(code, seconds, error)
 
 
-_CODE_TIME = re.compile(r"^(\d{3}) (\d+(?:\.\d+)?)$")
-
-
-def probe(lines: tuple[str, ...]) -> Probe:
-    """curl -w '%{http_code} %{time_total}' output (plus curl's error line, if any)."""
-    code, seconds, errors = 0, 0.0, []
+def probes(lines: tuple[str, ...]) -> dict[str, Probe]:
+    """curl -w 'url code seconds exitcode' lines -> {url: Probe} (in any order: -Z)."""
+    out = {}
     for line in lines:
-        m = _CODE_TIME.match(line.strip())
-        if m:
-            code, seconds = int(m.group(1)), float(m.group(2))
-        elif line.strip():
-            errors.append(line.strip())
-    return Probe(code, seconds, " ".join(errors))
+        parts = line.split()
+        if len(parts) == 4 and parts[0].startswith("http"):
+            out[parts[0]] = _probe_line(parts[1:])
+    return out
 
 
 def stub_status(lines: tuple[str, ...]) -> dict[str, int] | None:
@@ -280,22 +296,15 @@ class Upstream:
     probe: Probe
 
 
-#: curl's exit codes worth naming.
-CURL_EXIT = {6: "cannot resolve the name", 7: "connection refused", 28: "timed out",
-             52: "empty reply", 56: "connection reset"}
-
-
 def upstreams(lines: tuple[str, ...]) -> list[Upstream]:
-    """'address:port up|down name code seconds curl-exit' lines, sorted by endpoint."""
+    """The config's 'address:port up|down name' lines joined with their probes, by endpoint."""
+    found = probes(lines)
     out = []
     for line in lines:
         parts = line.split()
-        if len(parts) < 3 or ":" not in parts[0] or parts[1] not in ("up", "down"):
+        if len(parts) != 3 or ":" not in parts[0] or parts[1] not in ("up", "down"):
             continue
-        p = probe((" ".join(parts[3:5]),)) if len(parts) >= 5 else Probe(0, 0.0)
-        rc = int(parts[5]) if len(parts) >= 6 and parts[5].isdigit() else None
-        if not p.ok and rc:
-            p = Probe(p.code, p.seconds, CURL_EXIT.get(rc, f"curl exit code {rc}"))
+        p = found.get(f"http://{parts[0]}/_health/", Probe(0, 0.0, "not probed"))
         out.append(Upstream(parts[0], parts[1] == "down", parts[2], p))
     return sorted(out, key=lambda u: u.endpoint)
 
@@ -317,6 +326,9 @@ class RedisFacts:
             return float(self.info[key])
         except (KeyError, ValueError):
             return None
+
+
+_INFO_LINE = re.compile(r"^[A-Za-z0-9_]+:")
 
 
 def redis(lines: tuple[str, ...]) -> RedisFacts:
@@ -341,7 +353,7 @@ def redis(lines: tuple[str, ...]) -> RedisFacts:
                 lengths[arg] = int(value)
             else:
                 heartbeats = int(value)
-        elif ":" in line and not line.startswith("#"):
+        elif _INFO_LINE.match(line):
             key, _, value = line.partition(":")
             info[key] = value
         elif line and not line.startswith("#"):

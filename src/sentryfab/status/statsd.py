@@ -127,3 +127,16 @@ def count(target: tuple[str, int] | None, name: str, value: int = 1) -> str | No
 def inventory_target(raw: object) -> tuple[str, int] | None:
     """The inventory's `statsd: host:port`, if set."""
     return parse_target(str(raw)) if raw else None
+
+
+def count_for(raw_target: object, name: str, ok: bool = True) -> str | None:
+    """Count an event ('deploy.web'; 'deploy.web.failed' if not ok) to the inventory's statsd.
+
+    What deploys, rollbacks and failovers call: returns why it could not be sent (None when
+    sent, or when the inventory names no statsd), never raises.
+    """
+    try:
+        target = inventory_target(raw_target)
+    except UsageError as e:
+        return str(e)
+    return count(target, name if ok else f"{name}.failed")

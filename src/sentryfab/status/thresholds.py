@@ -145,7 +145,9 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "bytes":
         return human_bytes(value)
     if unit == "pct":
-        return f"{value:.0f}%" if value >= 10 or value == 0 else f"{value:.1f}%"
+        if value >= 10 or value == 0:
+            return f"{value:.0f}%"
+        return f"{value:.1f}%" if value >= 1 else f"{value:.2f}%"
     if unit == "s":
         return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
     if unit == "ms":

@@ -2,7 +2,26 @@
 
 from invoke import Collection
 
-from . import adhoc, capacity, config, deploy, docs, lab, ops, scale, secrets
+from . import (
+    adhoc,
+    capacity,
+    config,
+    cron,
+    db,
+    dbops,
+    deploy,
+    docs,
+    lab,
+    nginx,
+    ops,
+    pgbouncer,
+    redis,
+    scale,
+    secrets,
+    status,
+    web,
+    worker,
+)
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
@@ -10,6 +29,7 @@ ns.add_task(adhoc.run_)
 ns.add_task(ops.audit_)
 ns.add_task(ops.logs)
 ns.add_task(ops.exec_)
+ns.add_task(status.status_)
 ns.add_task(docs.docs)
 ns.add_collection(capacity.ns)
 ns.add_collection(config.ns)
@@ -17,5 +37,10 @@ ns.add_collection(deploy.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(ops.lock_ns)
 ns.add_collection(secrets.ns)
-ns.add_collection(Collection("web", scale.web_scale))
-ns.add_collection(Collection("worker", scale.worker_scale))
+# One namespace per role (its own module, `status` first); other areas add their tasks here.
+for _task in dbops.TASKS:  # topology, switchover, failover, rejoin, degrade
+    db.ns.add_task(_task)
+web.ns.add_task(scale.web_scale)
+worker.ns.add_task(scale.worker_scale)
+for _role_ns in (db, redis, pgbouncer, web, worker, cron, nginx):
+    ns.add_collection(_role_ns.ns)

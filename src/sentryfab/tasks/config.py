@@ -12,16 +12,16 @@ from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secr
 _OPTS = ("roles", "hosts", "exclude", "parallel", "accept-new", "json")
 
 
-def _prepare(roles, hosts, exclude):
-    from ..configs.context import initial_state
+def _prepare(runner, inv, targets):
     from ..configs.render import render_all
+    from ..failover.discover import state_for
 
-    inv = load_inventory()
-    targets = [h for h in selected(inv, roles, hosts, exclude) if h.roles]
     secrets = load_secrets(inv)
-    # Everything is rendered before any host is touched: a template error stops it all here.
-    rendered = render_all(inv, targets, secrets, initial_state(inv))
-    return inv, targets, secrets, rendered
+    # Where the primary is is asked of the db hosts (only when a selected role's files
+    # depend on it). Everything is rendered before any host is touched: a template error
+    # stops it all here.
+    rendered = render_all(inv, targets, secrets, state_for(runner, inv, targets))
+    return secrets, rendered
 
 
 def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, show, json):
@@ -30,11 +30,13 @@ def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, sho
     from ..results import all_ok
     from ..ui.progress import hosts_progress
 
-    inv, targets, secrets, rendered = _prepare(roles, hosts, exclude)
+    inv = load_inventory()
+    targets = [h for h in selected(inv, roles, hosts, exclude) if h.roles]
     start = time.monotonic()
-    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
-            hosts_progress(verb, len(targets)) as on_done:
-        results = run(runner, inv, targets, rendered, secrets, on_done)
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner:
+        secrets, rendered = _prepare(runner, inv, targets)
+        with hosts_progress(verb, len(targets)) as on_done:
+            results = run(runner, inv, targets, rendered, secrets, on_done)
     show(results, time.monotonic() - start, as_json=json)
     if not all_ok(results):
         raise Exit(code=1)

@@ -24,7 +24,7 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
             wait=0, action="deploy", ignore_capacity=False) -> None:
     import time
 
-    from ..configs.context import initial_state
+    from ..failover.discover import state_for
     from ..procedures import audit, capacity, lock
     from ..procedures.deploy import Deployer
     from ..remote import Runner
@@ -40,7 +40,9 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
                 action, "capacity check skipped (--ignore-capacity)", message=message))
         else:
             capacity.preflight(inv, runner, action)
-        d = Deployer(runner, inv, secrets, initial_state(inv), on_event=deploy_ui.event)
+        # The primary is where the db hosts say it is (after a failover, not the inventory's).
+        state = state_for(runner, inv, [h for h in inv.hosts if set(h.roles) & set(roles)])
+        d = Deployer(runner, inv, secrets, state, on_event=deploy_ui.event)
         reports = []
         def migrate() -> None:
             deploy_ui.event("migrate", f"schema migrated on {d.migrate(tag)}")
@@ -60,11 +62,23 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
             audit.record(runner, touched, audit.entry(
                 f"{action}.{role}", "ok" if report.ok else "failed", version=report.version,
                 hosts=[h.name for h in touched], message=message))
+            if touched:  # sentryfab.deploy.<role>:1|c, a marker on the dashboards
+                _count(inv, f"{action}.{role}", report.ok)
             if not report.ok:
                 break
         deploy_ui.show(reports, time.monotonic() - start, as_json=json)
     if not all(r.ok for r in reports):
         raise Exit(code=1)
+
+
+def _count(inv, name: str, ok: bool) -> None:
+    """Count a deploy event to the inventory's statsd; a statsd problem is only a warning."""
+    from ..status import statsd
+    from ..ui import deploy as deploy_ui
+
+    why = statsd.count_for(inv.extra.get("statsd"), name, ok)
+    if why:
+        deploy_ui.event(name, f"warning: {why}")
 
 
 def _role_task(role_names: tuple[str, ...], name: str, doc: str):
@@ -104,8 +118,8 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
     """Each host of the role back to its previous release (image and configs), in batches."""
     import time
 
-    from ..configs.context import initial_state
     from ..errors import UsageError
+    from ..failover.discover import state_for
     from ..procedures import audit, lock
     from ..procedures.deploy import Deployer
     from ..remote import Runner
@@ -122,7 +136,7 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
     reports = []
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
             lock.deploy_lock(runner, inv, "rollback", message, float(wait)):
-        d = Deployer(runner, inv, load_secrets(inv), initial_state(inv),
+        d = Deployer(runner, inv, load_secrets(inv), state_for(runner, inv, targets),
                      on_event=deploy_ui.event)
         for role in wanted:
             group = [h for h in targets if h.has(role)]
@@ -134,6 +148,7 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
                 f"rollback.{role}", "ok" if report.ok else "failed",
                 hosts=[h.name for h in group], message=message,
                 version=",".join(sorted({o.after or "?" for o in report.outcomes}))))
+            _count(inv, f"rollback.{role}", report.ok)
             if not report.ok:
                 break
     deploy_ui.show(reports, time.monotonic() - start, as_json=json)

@@ -82,25 +82,25 @@ def load(c, rate=50.0, duration=10.0, url=None, concurrency=64, json=False):
 @task(auto_shortflags=False,
       help={"ids": "ids file written by lab.load (default lab/load/latest.ids)",
             "wait": "seconds to keep checking while accepted events are still missing",
-            "db": "database host to ask, the primary (default: the lab's initial primary)",
+            "db": "database host to ask (default: the primary, found on the db hosts)",
             "json": "print machine-readable JSON instead of a table"})
 @handled
 def verify(c, ids=None, wait=0.0, db=None, json=False):
     """Check that every event lab.load got accepted is in PostgreSQL exactly once."""
-    from ..configs.context import initial_state
     from ..errors import UsageError
+    from ..failover.discover import cluster_state
     from ..lab import load as lab_load
     from ..remote import Runner
     from ..ui import labwork as ui
 
     inv = _lab_inventory()
-    name = db or initial_state(inv).primary
-    try:
-        host = inv.host(name)
-    except KeyError:
-        raise UsageError(f"--db {name}: no such host in {inv.path}") from None
     ids_file = Path(ids) if ids else _load_dir() / lab_load.LATEST
     with Runner(inv) as runner:
+        name = db or cluster_state(runner, inv).primary  # wherever the primary is now
+        try:
+            host = inv.host(name)
+        except KeyError:
+            raise UsageError(f"--db {name}: no such host in {inv.path}") from None
         report = lab_load.verify(runner, host, ids_file, wait=float(wait),
                                  on_poll=None if json else ui.verify_progress())
     ui.show_verify(report, as_json=json)

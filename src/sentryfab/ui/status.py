@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich import box
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from ..folding import fold_names
 from ..roles import ROLES
-from ..status.model import HostStatus, Problem, StatusReport
+from ..status.model import HostStatus, StatusReport
 from ..status.thresholds import fmt, human_bytes
 from .console import out, print_json
 
@@ -22,12 +23,20 @@ STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
 SHORT = {"ok": "ok", "warning": "warn", "critical": "CRIT"}
 
 
-def show(report: StatusReport, as_json: bool = False) -> None:
-    """Print one round: the table (or the JSON document)."""
-    if as_json:
-        print_json(report.as_record())
-        return
-    out.print(frame(report))
+def show(report: StatusReport, detail: RenderableType | None = None) -> None:
+    """Print one round: the table (or a role's detailed view), problems, summary."""
+    out.print(frame(report, detail))
+
+
+def show_json(report: StatusReport, with_facts: bool = False) -> None:
+    """The round as one JSON document (with each host's parsed facts for role views)."""
+    record = report.as_record()
+    if with_facts:
+        from .status_roles import facts_record
+
+        for rec, st in zip(record["hosts"], report.hosts, strict=True):
+            rec["details"] = facts_record(st)
+    print_json(record)
 
 
 def frame(report: StatusReport, detail: RenderableType | None = None) -> Group:
@@ -44,22 +53,24 @@ def frame(report: StatusReport, detail: RenderableType | None = None) -> Group:
 
 def overview(report: StatusReport) -> Table:
     """One section per role, one row per host (a host with two roles is in both)."""
-    table = Table(title=f"{report.cluster}: status", title_justify="left", pad_edge=False)
-    for col, kw in (("role", {}), ("host", {}), ("state", {}), ("figures", {}),
-                    ("load/cpu", {"justify": "right"}), ("mem", {"justify": "right"}),
-                    ("disk", {"justify": "right"}), ("ssh", {"justify": "right"})):
-        table.add_column(col, **kw)
+    table = Table(title=f"{report.cluster}: status", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("host", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    for col in ("load/cpu", "mem", "disk", "ssh"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("figures", ratio=1, min_width=26)
     groups: list[tuple[str, list[HostStatus]]] = [
         (role, [h for h in report.hosts if h.host.has(role)]) for role in ROLES]
-    groups.append(("-", [h for h in report.hosts if not h.host.roles]))
+    groups.append(("no role", [h for h in report.hosts if not h.host.roles]))
     for role, hosts in groups:
         if not hosts:
             continue
-        rows = _fold_plain(hosts) if role == "-" else [(h.host.name, h) for h in hosts]
+        table.add_row(Text(role, style="bold cyan"))
+        rows = _fold_plain(hosts) if role == "no role" else [(h.host.name, h) for h in hosts]
         for i, (label, st) in enumerate(rows):
-            table.add_row(role if i == 0 else "", label,
-                          Text(SHORT[st.severity], style=STYLE[st.severity]),
-                          role_figures(st, role), *host_cells(st),
+            table.add_row(f"  {label}", Text(SHORT[st.severity], style=STYLE[st.severity]),
+                          *host_cells(st), role_figures(st, role),
                           end_section=i == len(rows) - 1)
     return table
 
@@ -71,8 +82,9 @@ def _fold_plain(hosts: list[HostStatus]) -> list[tuple[str, HostStatus]]:
     if len(fine) == 1:
         rows.insert(0, (fine[0].host.name, fine[0]))
     elif fine:
-        worst = HostStatus(fine[0].host, True, metrics={"host": _max_host(fine)})
-        rows.insert(0, (f"{fold_names([h.host.name for h in fine])} ({len(fine)} hosts)", worst))
+        worst = HostStatus(fine[0].host, True, metrics={"host": _max_host(fine)},
+                           notes=[f"{len(fine)} hosts"])
+        rows.insert(0, (fold_names([h.host.name for h in fine]), worst))
     return rows
 
 
@@ -121,6 +133,8 @@ def role_figures(st: HostStatus, role: str) -> str:
         rate = f", {rps:.0f} req/s" if rps is not None else ""
         return f"{ups - down}/{ups} upstreams, {m.get('active_connections', '?')} conn{rate}"
     m = st.metrics.get("host", {})
+    if st.notes and st.notes[0].endswith(" hosts"):  # a folded row: the worst of them shown
+        return f"{st.notes[0]}, all ok (worst figures shown)"
     return f"up, {m.get('cpus', '?')} CPUs" if m else ""
 
 
@@ -155,25 +169,39 @@ def _db_figures(m: dict[str, Any]) -> str:
 # -- problems and summary ----------------------------------------------------------------------
 
 def problem_lines(report: StatusReport) -> Text | None:
-    """'db-2: replication lag 48 MB (critical > 16 MB)', worst first, then notes (dim)."""
-    entries: list[tuple[int, str, Problem]] = []
+    """'db-2: replication lag 48 MB (critical > 16 MB)', worst first, then notes (dim).
+
+    Hosts with the very same problem share a line ('scale-[1-30] (30 hosts): ...'): on one
+    machine, or after one cause, the same finding would otherwise fill the screen.
+    """
     order = {"critical": 0, "warning": 1, "ok": 2}
+    lines: dict[tuple[str, str], list[str]] = {}
     for p in report.view.problems:
-        entries.append((order[p.severity], "cluster", p))
+        lines.setdefault((p.severity, p.message), []).append("cluster")
     for st in report.hosts:
         for p in st.problems:
-            entries.append((order[p.severity], st.host.name, p))
-    notes = [(st.host.name, n) for st in report.hosts for n in st.notes]
-    if not entries and not notes:
+            lines.setdefault((p.severity, p.message), []).append(st.host.name)
+    notes: dict[str, list[str]] = {}
+    for st in report.hosts:
+        for n in st.notes:
+            notes.setdefault(n, []).append(st.host.name)
+    if not lines and not notes:
         return None
     text = Text()
-    for _, where, p in sorted(entries, key=lambda e: e[0]):
-        text.append(f"{where}: ", style="bold")
-        text.append(p.message + "\n", style=STYLE[p.severity])
-    for where, note in notes:
-        text.append(f"{where}: {note}\n", style="dim")
+    for (severity, message), where in sorted(lines.items(), key=lambda e: order[e[0][0]]):
+        text.append(f"{_who(where)}: ", style="bold")
+        text.append(message + "\n", style=STYLE[severity])
+    for note, where in notes.items():
+        text.append(f"{_who(where)}: {note}\n", style="dim")
     text.rstrip()
     return text
+
+
+def _who(names: list[str]) -> str:
+    unique = list(dict.fromkeys(names))
+    if len(unique) == 1:
+        return unique[0]
+    return f"{fold_names(unique)} ({len(unique)} hosts)"
 
 
 def summary(report: StatusReport) -> Text:
@@ -212,3 +240,46 @@ def warn(message: str) -> None:
     from .console import err
 
     err.print(Text(f"warning: {message}", style="yellow"))
+
+
+def watch(next_round: Any, interval: float, render: Any,
+          as_json: bool = False) -> StatusReport | None:
+    """Redraw a round every `interval` seconds until Ctrl-C; returns the last report.
+
+    `next_round()` runs a round and returns its report; `render(report)` builds what to show.
+    On a terminal the screen is redrawn in place; otherwise (a pipe, a log) each round is
+    printed after the previous one; with --json, one JSON document per line.
+    """
+    import json
+    import sys
+    import time
+
+    from rich.live import Live
+    from rich.rule import Rule
+
+    from ..errors import Interrupted
+
+    last: StatusReport | None = None
+    footer = Text(f"every {interval:g} s; Ctrl-C to stop", style="dim")
+    live = Live(console=out, auto_refresh=False) if out.is_terminal and not as_json else None
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            started = time.monotonic()
+            last = next_round()
+            if as_json:
+                sys.stdout.write(json.dumps(last.as_record()) + "\n")
+                sys.stdout.flush()
+            elif live is not None:
+                live.update(Group(render(last), footer), refresh=True)
+            else:
+                out.print(Rule(time.strftime("%H:%M:%S"), align="left"))
+                out.print(render(last))
+            time.sleep(max(interval - (time.monotonic() - started), 0.0))
+    except (KeyboardInterrupt, Interrupted):
+        pass
+    finally:
+        if live is not None:
+            live.stop()
+    return last

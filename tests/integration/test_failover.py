@@ -1,0 +1,408 @@
+"""Switchover, failover, refusal, rejoin on the lab under load: nothing acknowledged is lost.
+
+Everything real: PostgreSQL 15 primary and synchronous replica, PgBouncer, the Sentry
+stand-in's web and workers, events sent through nginx by lab.load the whole time, and a write
+probe (a txid through PgBouncer every 50 ms) that measures how long the database could not be
+written to. Events are counted on the new primary by lab.verify. Each test leaves the cluster
+as it found it: db-1 primary, db-2 synchronous replica streaming (restored through the very
+tools under test). The figures go to lab/failover-figures.json (and are printed with -s).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sentryfab import inventory
+from sentryfab import secrets as secrets_mod
+from sentryfab.lab import load
+from sentryfab.remote import Runner
+from sentryfab.shell import join
+
+from .conftest import LAB_INVENTORY, REPO, fab
+
+IDS_DIR = REPO / "lab" / "load"
+FIGURES_FILE = REPO / "lab" / "failover-figures.json"
+FIGURES: dict[str, dict] = {}
+DB = "sentry-db-1"
+
+# The db tasks are task objects the `db` namespace adds; until it does, they run through
+# Fabric's own program with a namespace holding just them (the same code path as `fab`).
+PROGRAM = ("from invoke import Collection; from fabric import Config, Executor; "
+           "from fabric.main import Fab; from sentryfab.tasks import dbops; "
+           "ns = Collection(); ns.add_collection(Collection('db', *dbops.TASKS)); "
+           "Fab(name='fab', namespace=ns, executor_class=Executor, config_class=Config).run()")
+
+
+def _wired() -> bool:
+    from sentryfab.tasks import ns
+
+    db = ns.collections.get("db")
+    return db is not None and "switchover" in db.task_names
+
+
+def dbops(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`fab db.<task> ...` against the lab."""
+    if _wired():
+        return fab(*args, timeout=timeout)
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(LAB_INVENTORY)}
+    return subprocess.run([sys.executable, "-c", PROGRAM, *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def topology() -> dict:
+    """db.topology --json (which exits 1 when no host is primary, and still prints it)."""
+    proc = dbops("db.topology", "--json")
+    assert proc.returncode in (0, 1) and proc.stdout, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def run_json(*args: str) -> dict:
+    proc = dbops(*args, "--yes", "--json")
+    rep = json.loads(proc.stdout)
+    assert proc.returncode == 0 and rep["ok"], proc.stdout + proc.stderr
+    return rep
+
+
+def node(t: dict, name: str) -> dict:
+    return next(n for n in t["nodes"] if n["host"] == name)
+
+
+def sh(inv, host: str, command: str, stdin: bytes | None = None) -> str:
+    with Runner(inv) as r:
+        out = r.session(inv.host(host)).run(command, stdin=stdin, timeout=120)
+    assert out.ok, f"{host}: {command}: {out.stderr or out.error}"
+    return out.stdout
+
+
+def psql(container: str, sql: str) -> str:
+    return join(["docker", "exec", "-i", "--user", "postgres", container, "psql", "-X", "-At",
+                 "-v", "ON_ERROR_STOP=1", "-d", "sentry", "-c", sql])
+
+
+def is_baseline(t: dict) -> bool:
+    """db-1 primary, db-2 a synchronous replica streaming from it, PgBouncer at db-1."""
+    n1, n2 = node(t, "db-1"), node(t, "db-2")
+    return (t["primary"] == "db-1" and n2["streaming_from"] == "db-1"
+            and n2["sync_state"] in ("sync", "quorum") and not t["fenced"]
+            and not t["degraded"] and n1["state"] == "primary"
+            and all(b["points_to"] == "db-1" and not b["paused"] for b in t["pgbouncers"]))
+
+
+def restore(inv) -> dict:
+    """Back to the baseline with the tools under test (each step only if needed)."""
+    t = topology()
+    if t["primary"] is None and node(t, "db-1")["state"] == "stopped" \
+            and not node(t, "db-1")["fenced"]:
+        sh(inv, "db-1", f"docker start {DB}")  # killed but not failed over: start it again
+        time.sleep(3)
+        t = topology()
+    if t["primary"] == "db-2":
+        run_json("db.rejoin", "db-1")
+        run_json("db.switchover", "--to", "db-1")
+        t = topology()
+    if node(t, "db-2")["streaming_from"] != "db-1" or node(t, "db-2")["fenced"]:
+        run_json("db.rejoin", "db-2")
+        t = topology()
+    if t["degraded"]:
+        run_json("db.degrade", "--restore")
+        t = topology()
+    assert is_baseline(t), t
+    return t
+
+
+class WriteProbe:
+    """A txid through PgBouncer as Sentry's user every 50 ms, timed on the PgBouncer host."""
+
+    def __init__(self, inv, duration: float, interval: float = 0.05):
+        self.inv, self.duration, self.interval = inv, duration, interval
+        self.rows: list[tuple[bool, float, float]] = []  # (ok, started, ended), epoch
+        self.thread = threading.Thread(target=self._go, daemon=True)
+
+    def start(self) -> WriteProbe:
+        self.thread.start()
+        return self
+
+    def join(self) -> None:
+        self.thread.join(self.duration + 180)
+
+    def _go(self) -> None:
+        b = self.inv.host("pgbouncer-1")
+        script = ('PGPASSWORD=$(cat); export PGPASSWORD PGCONNECT_TIMEOUT=3; '
+                  'end=$(( $(date +%s) + $1 )); while [ "$(date +%s)" -lt "$end" ]; do '
+                  's=$(date +%s.%N); if timeout 60 psql -X -At -h "$2" -p 6432 -U sentry '
+                  '-d sentry -c "select txid_current()" >/dev/null 2>&1; '
+                  'then echo "ok $s $(date +%s.%N)"; else echo "fail $s $(date +%s.%N)"; fi; '
+                  'sleep "$3"; done')
+        cmd = join(["docker", "exec", "-i", "sentry-pgbouncer-1", "sh", "-c", script, "sh",
+                    str(int(self.duration)), b.address, str(self.interval)])
+        secrets = secrets_mod.load(LAB_INVENTORY.parent / "secrets.yaml")
+
+        def line(stream: str, text: str) -> None:
+            parts = text.split()
+            if stream == "stdout" and len(parts) == 3:
+                self.rows.append((parts[0] == "ok", float(parts[1]), float(parts[2])))
+
+        with Runner(self.inv) as r:
+            r.session(b).run(cmd, stdin=secrets.get("db_password").encode(), on_line=line,
+                             timeout=self.duration + 150)
+
+    @property
+    def failures(self) -> int:
+        return sum(1 for good, _, _ in self.rows if not good)
+
+    def longest_gap(self) -> float:
+        """The longest time without a write completing (to the end of the probe)."""
+        done = sorted(e for good, _, e in self.rows if good)
+        end = max((e for _, _, e in self.rows), default=0.0)
+        points = [*done, end]
+        return max((b - a for a, b in zip(points, points[1:], strict=False)), default=0.0)
+
+    def first_write_after(self, t: float) -> float | None:
+        """Seconds from `t` to the first write started after it that committed."""
+        done = [e for good, s, e in self.rows if good and s >= t]
+        return min(done) - t if done else None
+
+
+def load_in_background(inv, rate: float, duration: float) -> tuple[threading.Thread, dict]:
+    box: dict = {}
+
+    def go() -> None:
+        box["report"] = load.run_load(load.default_url(inv), rate, duration, ids_dir=IDS_DIR)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, box
+
+
+def verify_on(inv, host: str, ids: Path) -> load.VerifyReport:
+    with Runner(inv) as r:
+        return load.verify(r, inv.host(host), ids, wait=90)
+
+
+def record(name: str, **figures) -> None:
+    FIGURES[name] = {k: round(v, 3) if isinstance(v, float) else v
+                     for k, v in figures.items()}
+    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+    FIGURES_FILE.write_text(json.dumps(FIGURES, indent=2) + "\n")
+    print(f"\n{name}: {json.dumps(FIGURES[name])}")
+
+
+@pytest.fixture(scope="module")
+def inv(lab):
+    inv = inventory.load(LAB_INVENTORY)
+    with Runner(inv) as r:
+        up = r.run(inv.with_role("db"), f"docker inspect {DB} >/dev/null")
+    if not all(x.ok for x in up):
+        ok(fab("deploy", timeout=900))  # an empty lab: build the cluster first
+    restore(inv)
+    return inv
+
+
+@pytest.fixture
+def cluster(inv):
+    """The baseline before the test and again after it, whatever the test did."""
+    yield inv
+    restore(inv)
+
+
+def test_topology_is_discovered_from_the_hosts(cluster):
+    t = topology()
+    assert is_baseline(t), t
+    n2 = node(t, "db-2")
+    assert n2["lag_bytes"] is not None and n2["timeline"] == node(t, "db-1")["timeline"]
+    assert t["synchronous"] is True and t["problems"] == []
+    shown = ok(dbops("db.topology")).stdout
+    assert "database topology (synchronous replication)" in shown and "pgbouncer-1" in shown
+
+
+def test_dry_runs_print_the_plan_and_change_nothing(cluster):
+    before = topology()
+    out = ok(dbops("db.switchover", "--to", "db-2", "--dry-run")).stdout
+    for words in ("db.switchover -> db-2", "[pause] PAUSE sentry", "[stop] stop db-1",
+                  "[promote] pg_promote() on db-2", "[resume] RESUME sentry",
+                  "dry run: nothing was changed"):
+        assert words in out, out
+    refused = dbops("db.failover", "--dry-run")
+    assert refused.returncode == 1
+    assert "db-1 still reports itself primary" in refused.stdout
+    after = topology()
+    assert is_baseline(after) and after["primary"] == before["primary"]
+
+
+def test_switchover_under_load_no_client_fails_nothing_is_lost(cluster):
+    inv = cluster
+    loader, box = load_in_background(inv, 100, 30)
+    probe = WriteProbe(inv, 40).start()
+    time.sleep(8)
+    rep = run_json("db.switchover", "--to", "db-2")
+    loader.join(120)
+    probe.join()
+    report = box["report"]
+    v = verify_on(inv, "db-2", report.ids_file)
+    t = topology()
+    record("switchover", clients_paused_s=rep["paused_seconds"],
+           write_gap_s=probe.longest_gap(), failed_writes=probe.failures,
+           load_failed=report.failures, load_longest_outage_s=report.unavailable,
+           accepted=v.counts.accepted, stored=v.counts.stored, missing=v.counts.missing,
+           duplicated=v.counts.duplicated, command_s=rep["seconds"])
+    assert report.failures == 0, report.failed
+    assert probe.failures == 0  # clients waited during the pause; none failed
+    assert v.ok and v.counts.accepted == report.accepted
+    assert t["primary"] == "db-2" and t["degraded"]
+    assert node(t, "db-1")["state"] == "stopped" and node(t, "db-1")["fenced"]["new_primary"] \
+        == "db-2"
+    assert all(b["points_to"] == "db-2" and not b["paused"] for b in t["pgbouncers"])
+    audit = sh(inv, "pgbouncer-1", "tail -n 30 /var/log/sentryfab/audit.log")
+    assert '"action": "db.switchover.step"' in audit and '"step": "resume"' in audit
+
+
+def test_rejoin_then_switchover_back_ends_as_it_began(cluster):
+    inv = cluster
+    if topology()["primary"] != "db-2":
+        run_json("db.switchover", "--to", "db-2")
+    loader, box = load_in_background(inv, 100, 40)
+    time.sleep(3)
+    rej = run_json("db.rejoin", "db-1")
+    t = topology()
+    assert node(t, "db-1")["streaming_from"] == "db-2" and not node(t, "db-1")["fenced"]
+    assert node(t, "db-1")["sync_state"] in ("sync", "quorum") and not t["degraded"]
+    back = run_json("db.switchover", "--to", "db-1")
+    rej2 = run_json("db.rejoin", "db-2")
+    loader.join(120)
+    report = box["report"]
+    v = verify_on(inv, "db-1", report.ids_file)
+    record("rejoin_and_back", rejoin_s=rej["seconds"],
+           rewind=next(s["detail"] for s in rej["steps"] if s["action"] == "rewind"),
+           switch_back_paused_s=back["paused_seconds"], rejoin2_s=rej2["seconds"],
+           load_failed=report.failures, missing=v.counts.missing,
+           duplicated=v.counts.duplicated, accepted=v.counts.accepted)
+    assert report.failures == 0 and v.ok
+    assert is_baseline(topology())
+
+
+def test_a_switchover_killed_while_clients_wait_is_finished_by_a_rerun(cluster):
+    inv = cluster
+    loader, box = load_in_background(inv, 100, 30)
+    probe = WriteProbe(inv, 40).start()
+    time.sleep(6)
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(LAB_INVENTORY)}
+    argv = ([str(Path(sys.executable).parent / "fab")] if _wired()
+            else [sys.executable, "-c", PROGRAM]) + ["db.switchover", "--to", "db-2", "--yes"]
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # its progress: cut it once the old primary is stopped
+        if "[stop] " in line or line.startswith("[5/"):
+            break
+    proc.kill()  # SIGKILL: no finally, no RESUME, the deploy lock left behind
+    proc.wait()
+    killed = time.time()
+    t = topology()
+    assert any(b["paused"] for b in t["pgbouncers"]), t  # clients are waiting
+    held = dbops("db.switchover", "--to", "db-2", "--yes")
+    assert held.returncode != 0 and "another deploy is running" in held.stdout + held.stderr
+    ok(fab("lock.release", "--yes"))
+    rep = run_json("db.switchover", "--to", "db-2")
+    resumed = time.time()
+    loader.join(120)
+    probe.join()
+    report = box["report"]
+    v = verify_on(inv, "db-2", report.ids_file)
+    record("switchover_interrupted", rerun_notes=rep["notes"][0],
+           rerun_steps=[s["action"] for s in rep["steps"]],
+           kill_to_resume_s=resumed - killed, write_gap_s=probe.longest_gap(),
+           failed_writes=probe.failures, load_failed=report.failures,
+           missing=v.counts.missing, duplicated=v.counts.duplicated)
+    assert rep["notes"][0].startswith("continuing an interrupted switchover to db-2")
+    assert "resume" in [s["action"] for s in rep["steps"]]
+    t = topology()
+    assert t["primary"] == "db-2" and not any(b["paused"] for b in t["pgbouncers"])
+    assert report.failures == 0 and probe.failures == 0 and v.ok
+
+
+def test_failover_after_the_primary_is_killed_loses_nothing_and_fences_it(cluster):
+    inv = cluster
+    loader, box = load_in_background(inv, 100, 35)
+    probe = WriteProbe(inv, 45).start()
+    time.sleep(8)
+    killed = time.time()
+    sh(inv, "db-1", f"docker kill {DB} >/dev/null")
+    started = time.time()
+    rep = run_json("db.failover", "--to", "db-2")
+    loader.join(120)
+    probe.join()
+    report = box["report"]
+    v = verify_on(inv, "db-2", report.ids_file)  # counted on the new primary
+    first = probe.first_write_after(started)
+    record("failover_kill", command_to_first_write_s=first,
+           kill_to_first_write_s=first + (started - killed) if first is not None else None,
+           write_gap_s=probe.longest_gap(), command_s=rep["seconds"],
+           load_failed=report.failures, accepted=v.counts.accepted, stored=v.counts.stored,
+           missing=v.counts.missing, duplicated=v.counts.duplicated,
+           store_lag_max_s=v.counts.max_lag)
+    assert v.ok and v.counts.accepted == report.accepted  # synchronous: nothing lost
+    assert first is not None
+    t = topology()
+    assert t["primary"] == "db-2" and node(t, "db-1")["fenced"]["action"] == "failover"
+
+    # The deploy path refuses to start a fenced host, naming the way out.
+    dep = fab("deploy.db", "--hosts", "db-1", "--json", timeout=300)
+    assert dep.returncode == 1
+    [db1] = [o for r in json.loads(dep.stdout) for o in r["hosts"] if o["host"] == "db-1"]
+    assert db1["state"] == "failed" and "db-1 is fenced" in db1["detail"]
+    assert "'fab db.rejoin db-1' makes it a replica of the current primary" in db1["detail"]
+
+    # Started again by hand, the old primary comes up read-only and nothing writes to it.
+    sh(inv, "db-1", f"docker start {DB} >/dev/null")
+    with Runner(inv) as r:
+        s = r.session(inv.host("db-1"))
+        for _ in range(60):
+            up = s.run(psql(DB, "select pg_is_in_recovery()"))
+            if up.ok:
+                break
+            time.sleep(0.5)
+        assert up.stdout.strip() == "t"
+        write = s.run(psql(DB, "create table sentryfab_fence_test (i int)"))
+        assert not write.ok and "read-only transaction" in write.stderr
+    t = topology()
+    assert t["primary"] == "db-2" and node(t, "db-1")["state"] == "replica"
+    assert all(b["points_to"] == "db-2" for b in t["pgbouncers"])
+
+
+def test_a_lagging_replica_is_not_promoted_and_nothing_changes(cluster):
+    inv = cluster
+    run_json("db.degrade")  # on purpose: the replica is about to stop replicating
+    sh(inv, "db-2", psql(DB, "alter system set primary_conninfo = ''") + " && "
+       + psql(DB, "select pg_reload_conf()"))
+    sh(inv, "db-1", psql(DB, "create table sentryfab_lag_test as select i, md5(i::text) "
+                             "from generate_series(1, 60000) i") + " && "
+       + psql(DB, "drop table sentryfab_lag_test"))
+    sh(inv, "db-1", f"docker kill {DB} >/dev/null")
+    before = topology()
+    refused = dbops("db.failover", "--to", "db-2", "--yes")
+    after = topology()
+    out = refused.stdout + refused.stderr
+    record("refusal", returncode=refused.returncode,
+           reason=next((x.strip() for x in refused.stdout.splitlines() if "lacks" in x), ""))
+    assert refused.returncode == 1, out
+    assert "db-2 lacks" in out and "maximum_lag_on_failover (1.0 MiB)" in out
+    assert "--force to go ahead anyway" in out and "nothing was changed" in out
+    for n in ("db-1", "db-2"):
+        assert node(after, n)["state"] == node(before, n)["state"]
+        assert node(after, n)["fenced"] is None
+    assert node(after, "db-2")["state"] == "replica" and after["primary"] is None
+    assert after["pgbouncers"] == before["pgbouncers"]
+    assert all(b["points_to"] == "db-1" for b in after["pgbouncers"])
