@@ -132,8 +132,9 @@ def ansible_tool(lab: fo.Lab, inv_path: Path, workdir: Path, n: int) -> fo.Tool:
 
 # --- runs -----------------------------------------------------------------------------------
 
-def cold_runs(tools: Sequence[fo.Tool], runs: int) -> list[fo.Sample]:
-    """Every contender once per round, shuffled; round 0 is a warm-up."""
+def cold_runs(tools: Sequence[fo.Tool], targets: Sequence[fo.Target],
+              runs: int) -> list[fo.Sample]:
+    """Every contender once per round on all `targets`, shuffled; round 0 is a warm-up."""
     rng = random.Random(SEED)
     order = list(tools)
     samples: list[fo.Sample] = []
@@ -141,7 +142,7 @@ def cold_runs(tools: Sequence[fo.Tool], runs: int) -> list[fo.Sample]:
         rng.shuffle(order)
         for tool in order:
             quiet = fo.wait_quiet()
-            s = replace(fo.measure(tool, []), quiet=quiet)
+            s = replace(fo.measure(tool, targets), quiet=quiet)
             state = ("ok" if s.ok else f"FAILED: {s.error}") + ("" if quiet else " (busy)")
             label = "warm-up" if rnd == 0 else f"run {rnd}/{runs}"
             fo.log(f"{label}  {tool.name:52} {s.wall:6.2f} s  {state}")
@@ -185,6 +186,34 @@ def warm_rounds(inv_path: Path, runs: int) -> tuple[list[float], list[float], fl
     return status_times, true_times, statistics.median(status_cpu), statistics.median(true_cpu)
 
 
+def alone(inv_path: Path, runs: int) -> dict[str, float]:
+    """Each host's check on its own (warm connection, nothing else running): median seconds.
+
+    On separate machines this is what a host adds to a round; in the lab the 40 hosts' checks
+    share two cores, so a round costs about their sum divided by two instead.
+    """
+    from sentryfab import inventory
+    from sentryfab.procedures.status import StatusChecker
+    from sentryfab.remote import Runner
+    from sentryfab.tasks._common import load_secrets
+
+    inv = inventory.load(inv_path)
+    out: dict[str, float] = {}
+    with Runner(inv) as runner:
+        checker = StatusChecker(runner, inv, load_secrets(inv), list(inv.hosts))
+        for h in inv.hosts:
+            s = runner.session(h)
+            s.ensure_open()
+            cs = checker._scripts[h.name]
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                s.run(cs.command, stdin=cs.stdin, timeout=60)
+                times.append(time.perf_counter() - t0)
+            out[h.name] = statistics.median(times)
+    return out
+
+
 # --- the report -----------------------------------------------------------------------------
 
 def med(samples: Sequence[fo.Sample], tool: str) -> list[fo.Sample]:
@@ -199,7 +228,8 @@ def wall(ss: Sequence[fo.Sample]) -> str:
 
 
 def report(samples: Sequence[fo.Sample], tools: Sequence[fo.Tool], n: int, runs: int,
-           doc: dict, warm: tuple, load_before: tuple, lab: fo.Lab) -> str:
+           doc: dict, warm: tuple, solo: dict[str, float], load_before: tuple,
+           lab: fo.Lab) -> str:
     row = fo.row
     out = [
         "# `fab status` benchmark", "",
@@ -252,11 +282,30 @@ def report(samples: Sequence[fo.Sample], tools: Sequence[fo.Tool], n: int, runs:
             row(["`runner.run(hosts, 'true')`",
                  f"{statistics.median(t_times) * 1000:.0f} ms ({min(t_times) * 1000:.0f}-"
                  f"{max(t_times) * 1000:.0f})", f"{t_cpu / n * 1000:.1f} ms"])]
+    by_kind: dict[str, list[float]] = {}
+    for h in doc["hosts"]:
+        kind = "+".join(h["roles"]) or "no role (scale)"
+        by_kind.setdefault(kind, []).append(solo[h["host"]])
+    out += ["", "## One host at a time (warm connection, nothing else running)", "",
+            "What each host's check costs on its own; on separate machines a round is about "
+            "a bare fan-out plus the slowest of these, in the lab (every host on the same two "
+            "cores) about their sum over two.", "",
+            row(["host roles", "hosts", "check round trip: median"]), row(["---"] * 3)]
+    for kind, times in by_kind.items():
+        out.append(row([kind, str(len(times)), f"{statistics.median(times) * 1000:.0f} ms"]))
+    slowest = max(solo.values())
+    total = sum(solo.values())
+    out += ["", f"Sum over the {n} hosts: {total:.2f} s; slowest host: {slowest * 1000:.0f} ms."]
     out += ["", "## Aims (from the issue)", "", row(["aim", "measured", "met"]),
             row(["---"] * 3)]
     if st and tr:
         out.append(row([f'`fab status` within {AIM}x `fab run "true"`, same {n} hosts',
                         f"{st / tr:.2f}x ({st:.2f} s vs {tr:.2f} s)", fo.yes(st <= AIM * tr)]))
+    if st and tr:
+        proj = tr + slowest
+        out.append(row(["(projection, not measured) the same on separate machines: "
+                        "`fab run` + the slowest host alone",
+                        f"{proj / tr:.2f}x ({proj:.2f} s vs {tr:.2f} s)", "-"]))
     if st and an:
         a = statistics.median(s.wall for s in an)
         out.append(row(["side by side with Ansible running the same scripts",
@@ -280,13 +329,16 @@ def main() -> None:
         inv = lab_copy(work / "hosts.yaml")
         from sentryfab import inventory
 
-        n = len(inventory.load(inv).hosts)
+        targets = [fo.Target(h.name, h.address) for h in inventory.load(inv).hosts]
+        n = len(targets)
         tools = [status_tool(inv, n), run_true_tool(inv, n), ansible_tool(lab, inv, work, n)]
-        samples = cold_runs(tools, args.runs)
+        samples = cold_runs(tools, targets, args.runs)
         doc = breakdown(inv)
         fo.log("warm rounds in-process")
         warm = warm_rounds(inv, args.runs)
-    text = report(samples, tools, n, args.runs, doc, warm, load_before, lab)
+        fo.log("each host alone")
+        solo = alone(inv, args.runs)
+    text = report(samples, tools, n, args.runs, doc, warm, solo, load_before, lab)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(text.replace("{date}", datetime.now(UTC).strftime("%Y-%m-%d %H:%M")))
     print(text)
