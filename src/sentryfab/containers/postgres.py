@@ -91,6 +91,9 @@ def bootstrap_sql(sentry_verifier: str, replicator_verifier: str, replicas: list
 
     lines = [
         "\\set ON_ERROR_STOP on",
+        # With synchronous replication on, a commit waits for a replica that, on a new
+        # cluster, is only cloned after this runs: these commits must not wait for it.
+        "SET synchronous_commit TO local;",
         "SELECT 'CREATE ROLE sentry LOGIN' WHERE NOT EXISTS "
         "(SELECT FROM pg_roles WHERE rolname = 'sentry')\\gexec",
         "SELECT 'CREATE ROLE replicator REPLICATION LOGIN' WHERE NOT EXISTS "
