@@ -60,6 +60,18 @@ def _architecture(inv: Inventory) -> list[str]:
     return out
 
 
+def _shown(path: Path | None, inv: Inventory) -> str | None:
+    """A path as people write it: relative to the inventory's folder, or under ~."""
+    if path is None:
+        return None
+    base = inv.path.parent.resolve()
+    try:
+        return str(path.resolve().relative_to(base))
+    except ValueError:
+        home = Path.home()
+        return "~/" + str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
+
+
 def render(inv: Inventory, live: Live, capacity: CapacityReport | None,
            decisions: list[tuple[str, str]], secrets_file: str | None) -> str:
     """The whole runbook as Markdown."""
@@ -107,9 +119,10 @@ def render(inv: Inventory, live: Live, capacity: CapacityReport | None,
         "", "`fab db.status` shows it live (lag, timelines, where PgBouncer points).",
         "", "## Reaching the hosts", "",
         f"- SSH user: `{ssh.user or 'your own'}`, port {ssh.port or 22}, key "
-        f"`{ssh.key_file or 'your default'}`",
+        f"`{_shown(ssh.key_file, inv) or 'your default'}`",
         f"- bastion: `{ssh.jump}`" if ssh.jump else "- no bastion: hosts are reached directly",
-        f"- host keys: `{ssh.known_hosts or '~/.ssh/known_hosts'}` (sentryfab refuses unknown "
+        f"- host keys: `{_shown(ssh.known_hosts, inv) or '~/.ssh/known_hosts'}` (sentryfab "
+        "refuses unknown "
         "and changed keys; `--accept-new` records new ones)",
         "- `~/.ssh/config` entries (User, Port, IdentityFile, ProxyJump) apply as with ssh.",
         "", "## Where things live on the hosts", "",

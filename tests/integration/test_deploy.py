@@ -192,7 +192,7 @@ def test_worker_scale_changes_the_containers_and_the_inventory(cluster):
 
 
 def test_logs_and_exec_reach_the_containers(cluster):
-    logs = fab("logs", "db-1", "--n=5")
+    logs = fab("logs", "db-1", "-n", "5")
     assert logs.returncode == 0 and "db-1 | " in logs.stdout
     ex = fab("exec", "pgbouncer-1", "id -un")
     assert ex.returncode == 0 and "postgres" in ex.stdout
