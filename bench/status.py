@@ -256,6 +256,10 @@ def report(samples: Sequence[fo.Sample], tools: Sequence[fo.Tool], n: int, runs:
         cpu = f"{statistics.median(s.cpu for s in ok) / n * 1000:.0f} ms" if ok else "-"
         total = sum(1 for s in samples if s.tool == t.name)
         out.append(row([t.name, wall(ok), cpu, f"{len(ok)}/{total}"]))
+    busy = sum(not s.quiet for s in samples)
+    out += ["", f"{busy} of {len(samples)} timed runs started without the idle window (after "
+                "60 s of waiting); other engineers' tests share the machine, so the load "
+                "average moved during the runs (see above)."]
     failed = [f"{s.tool}: {s.error}" for s in samples if not s.ok]
     if failed:
         out += ["", "Failed runs:", *[f"- {f}" for f in failed]]
