@@ -176,6 +176,15 @@ def test_quoted_tokens_arrive_literally_over_ssh(lab):
     assert r.stdout == "|".join(NASTY) + "|"
 
 
+def test_output_written_after_the_exit_status_is_kept(lab):
+    """The shell exits at once (sshd sends exit-status), a child it left writes later on the
+    same stdout: the output ends at EOF, not at the status."""
+    with Runner(lab) as runner:
+        [r] = runner.run([lab.host("scale-1")], "(sleep 1; echo late; echo gone >&2) & echo early")
+    assert r.status == "ok", r.error
+    assert (r.stdout, r.stderr) == ("early\nlate\n", "gone\n")
+
+
 def test_one_connection_per_host_reused_and_duplicates_kept(lab):
     host = lab.host("scale-1")
     with Runner(lab) as runner:

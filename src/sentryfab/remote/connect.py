@@ -34,6 +34,20 @@ class ConnectOptions:
     accept_new: bool = False
 
 
+class SharedConfigConnection(Connection):
+    """A Fabric Connection that never writes into the Config it shares with the others.
+
+    Fabric's Connection.__init__ ends with `self.inline_ssh_env = ...`; with no real attribute
+    of that name, Invoke's DataProxy turns it into a write to the shared Config, which then
+    re-merges itself (clear, rebuild). A thread reading the config at that moment (another
+    connection's open()) finds it empty: "No attribute or config key found for
+    'authentication'". A class attribute makes it a plain attribute set. (We never use
+    Connection.run, the only reader of inline_ssh_env.)
+    """
+
+    inline_ssh_env: bool = True
+
+
 def fabric_config(inv: Inventory) -> Config:
     """One Fabric config per invocation: inventory defaults under ~/.ssh/config entries."""
     overrides: dict = {"load_ssh_configs": True}
@@ -59,7 +73,7 @@ def build(inv: Inventory, host: Host, config: Config, opts: ConnectOptions,
     }
     if inv.ssh.key_file:
         kwargs["key_filename"] = [str(inv.ssh.key_file)]
-    conn = Connection(
+    conn = SharedConfigConnection(
         host=host.address,
         user=host.user,  # None lets ~/.ssh/config, then the inventory default, decide
         port=host.port,

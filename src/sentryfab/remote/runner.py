@@ -68,7 +68,7 @@ class Runner:
         if not self.inv.ssh.jump:
             return None
         if self._gateway is None:
-            self._gateway = Connection(self.inv.ssh.jump, config=self._config,
+            self._gateway = connect.SharedConfigConnection(self.inv.ssh.jump, config=self._config,
                                        connect_kwargs=_key_kwargs(self.inv))
             connect.secure(self._gateway, self.inv, self.opts, self._known)
         return self._gateway

@@ -18,6 +18,9 @@ from fabric import Connection
 from ..inventory import Host
 from .connect import Unreachable
 
+#: After a command's exit status, how long to wait for the end of its output (EOF).
+EOF_GRACE = 2.0
+
 #: on_line(stream, line) where stream is "stdout" or "stderr"; the line has no newline.
 LineCallback = Callable[[str, str], None]
 
@@ -98,6 +101,7 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
     out, err = bytearray(), bytearray()
     lines = _LineSplitter(on_line) if on_line else None
     error: str | None = None
+    status_at: float | None = None
     try:
         chan.exec_command(command)
         if stdin is not None:
@@ -114,14 +118,23 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
                 err += chunk
                 if lines:
                     lines.feed("stderr", chunk)
-            # SSH delivers data before exit-status on the one transport, so once the status
-            # is in and both buffers are empty, nothing more is coming.
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
+            # sshd sends exit-status when the process exits, which can be before it has read
+            # the last output from the process's pipes: the output is complete at EOF. A
+            # background child that keeps the pipe open would hold EOF back for as long as
+            # it lives, so after the status EOF gets a short grace period (as `ssh` would
+            # hang, we stop waiting and keep what arrived).
+            if chan.exit_status_ready() and not chan.recv_ready() \
+                    and not chan.recv_stderr_ready():
+                if chan.eof_received or chan.closed:
+                    break
+                if status_at is None:
+                    status_at = time.monotonic()
+                elif time.monotonic() - status_at > EOF_GRACE:
+                    break
             if chan.closed and not transport.is_active():
                 error = "connection lost while the command ran"
                 break
-            wait = 0.5
+            wait = 0.5 if status_at is None else 0.05
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
