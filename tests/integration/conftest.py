@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sentryfab import inventory
 
@@ -40,3 +41,18 @@ def fab(*args: str, env: dict | None = None, inv: Path | None = None,
     full_env = {**os.environ, "SENTRYFAB_INVENTORY": str(inv or LAB_INVENTORY), **(env or {})}
     return subprocess.run([FAB, *args], cwd=REPO, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
+
+
+def inventory_copy(tmp_path: Path, edit=None) -> Path:
+    """The lab inventory with absolute paths (so it can live in tmp) and an optional edit."""
+    data = yaml.safe_load(LAB_INVENTORY.read_text())
+    for key in ("key_file", "known_hosts"):
+        data["ssh"][key] = str(LAB_INVENTORY.parent / data["ssh"][key])
+    data["secrets"] = str(LAB_INVENTORY.parent / data["secrets"])
+    data["hosts"] = {n: h for n, h in data["hosts"].items() if h["roles"]}
+    if edit:
+        edit(data)
+    # A new file per call: a test keeps its base inventory while it pushes an edited one.
+    path = tmp_path / f"hosts-{len(list(tmp_path.glob('hosts-*.yaml')))}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

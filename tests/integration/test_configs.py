@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sentryfab import inventory, secrets
 from sentryfab.configs.commands import candidate_path
@@ -19,24 +18,9 @@ from sentryfab.containers import docker
 from sentryfab.containers.spec import specs_for
 from sentryfab.remote import Runner
 
-from .conftest import FAB, LAB_INVENTORY, REPO, fab
+from .conftest import FAB, REPO, fab, inventory_copy
 
 CANARY = "canary-7f3a9c1e5b2d4f60a8e9"
-
-
-def inventory_copy(tmp_path: Path, edit=None) -> Path:
-    """The lab inventory with absolute paths (so it can live in tmp) and an optional edit."""
-    data = yaml.safe_load(LAB_INVENTORY.read_text())
-    for key in ("key_file", "known_hosts"):
-        data["ssh"][key] = str(LAB_INVENTORY.parent / data["ssh"][key])
-    data["secrets"] = str(LAB_INVENTORY.parent / data["secrets"])
-    data["hosts"] = {n: h for n, h in data["hosts"].items() if h["roles"]}
-    if edit:
-        edit(data)
-    # A new file per call: a test keeps its base inventory while it pushes an edited one.
-    path = tmp_path / f"hosts-{len(list(tmp_path.glob('hosts-*.yaml')))}.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def expected(inv_path: Path, env: dict | None = None) -> dict[str, dict[str, str]]:

@@ -19,7 +19,7 @@ from sentryfab.lab import load, release
 from sentryfab.procedures import lock
 from sentryfab.remote import Runner
 
-from .conftest import LAB_INVENTORY, REPO, fab
+from .conftest import LAB_INVENTORY, REPO, fab, inventory_copy
 
 IDS_DIR = REPO / "lab" / "load"
 
@@ -133,6 +133,40 @@ def test_rollback_returns_every_web_host_to_the_previous_release(cluster):
     back = deploy("deploy.web", "--tag=2")  # and forward again
     assert back.returncode == 0
     assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+
+
+def test_a_change_a_reload_applies_is_reloaded_not_restarted(cluster, tmp_path):
+    """nginx's worker_connections and PgBouncer's pool size: files pushed, SIGHUP, health
+    checked; the containers keep running (same start time)."""
+    inv = cluster[0]
+
+    def started() -> dict[str, str]:
+        with Runner(inv) as r:
+            res = r.run([inv.host("nginx-1"), inv.host("pgbouncer-1")],
+                        "docker inspect -f '{{.Name}} {{.State.StartedAt}}' "
+                        "sentry-nginx-1 2>/dev/null || docker inspect -f "
+                        "'{{.Name}} {{.State.StartedAt}}' sentry-pgbouncer-1")
+        return {x.host.name: x.stdout.strip() for x in res}
+
+    def edit(d: dict) -> None:
+        d["roles"]["nginx"]["worker_connections"] = 2048
+        d["roles"]["pgbouncer"]["default_pool_size"] = 17
+
+    before = started()
+    changed = inventory_copy(tmp_path, edit)
+    for path, want in ((changed, "reloaded"), (inventory_copy(tmp_path), "reloaded")):
+        proc = fab("deploy.nginx", "--json", inv=path, timeout=300)
+        proc2 = fab("deploy.pgbouncer", "--json", inv=path, timeout=300)
+        for p in (proc, proc2):
+            assert p.returncode == 0, p.stdout + p.stderr
+        states = {h["host"]: h["state"] for p in (proc, proc2) for r in json.loads(p.stdout)
+                  for h in r["hosts"]}
+        assert states == {"nginx-1": want, "pgbouncer-1": want}
+    assert started() == before
+    with Runner(inv) as r:
+        [ini] = r.run([inv.host("pgbouncer-1")], "grep -c 'default_pool_size = 17' "
+                                                   "/etc/sentryfab/pgbouncer/pgbouncer.ini; true")
+    assert ini.stdout.strip() == "0"  # back to the lab's own settings
 
 
 def test_a_worker_killed_mid_load_loses_no_event(cluster):

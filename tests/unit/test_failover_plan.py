@@ -213,6 +213,20 @@ def test_failover_refuses_a_replica_that_lags_beyond_maximum_lag_on_failover():
     assert not plan_failover(t, Options(target="db-2", max_lag=8 * MiB)).refused
 
 
+def test_failover_within_the_lag_says_what_is_lost():
+    t = topo(stopped(wal_end=0x5000000 + 300 * 1024), replica(), synchronous=False)
+    plan = plan_failover(t, Options(target="db-2"))
+    assert not plan.refused and plan.lag_bytes == 300 * 1024
+    assert ("db-2 lacks 300.0 KiB of WAL (against the end of db-1's WAL (0/504B000)), within "
+            "maximum_lag_on_failover (1.0 MiB): replication was asynchronous, so commits in it "
+            "may have been acknowledged and are lost") in plan.notes
+    sync = plan_failover(replace(t, synchronous=True), Options(target="db-2"))
+    assert any(n.endswith("replication was synchronous, so no commit in it was acknowledged "
+                          "to a client") for n in sync.notes)
+    same = plan_failover(topo(stopped(wal_end=0x5000000), replica()), Options(target="db-2"))
+    assert same.lag_bytes == 0 and not any("lacks" in n for n in same.notes)
+
+
 def test_failover_refuses_when_the_lag_cannot_be_known():
     t = topo(DbNode("db-1", A1, 5432, reachable=False, error="connect timed out"), replica())
     plan = plan_failover(t, Options(target="db-2"))
@@ -222,6 +236,27 @@ def test_failover_refuses_when_the_lag_cannot_be_known():
     forced = plan_failover(t, Options(target="db-2", force=True))
     assert [a for a, _ in forced.actions()][:3] == ["stage_bouncer", "degrade", "promote"]
     assert forced.notes[0].startswith("db-1 is unreachable and cannot be fenced now")
+
+
+def test_failover_refusal_says_why_the_stopped_primarys_wal_end_is_unknown():
+    err = ("pg_waldump: error: could not find file \"000000010000000000000006\": "
+           "No such file or directory")
+    t = topo(stopped(wal_end_error=err), replica())
+    [reason] = plan_failover(t, Options(target="db-2")).refusals
+    assert reason == (
+        "how much WAL db-2 lacks is unknown (no primary to compare with; the end of db-1's "
+        f"WAL could not be read: {err}): acknowledged writes may be lost "
+        "(--force to go ahead anyway)")
+
+
+def test_failover_refusal_names_a_primary_whose_container_runs_but_does_not_answer():
+    t = topo(DbNode("db-1", A1, 5432, container="running", has_data=True,
+                    sql_error="could not connect to server"), replica())
+    [reason] = plan_failover(t, Options(target="db-2")).refusals
+    assert reason == (
+        "how much WAL db-2 lacks is unknown (no primary to compare with; db-1 does not answer "
+        "and its container is running (could not connect to server)): acknowledged writes "
+        "may be lost (--force to go ahead anyway)")
 
 
 def test_failover_refuses_a_replica_on_an_older_timeline():

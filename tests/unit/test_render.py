@@ -364,3 +364,50 @@ def test_drained_web_processes_are_marked_down_in_nginx(fake):
         "server 10.20.1.11:9000 max_fails=2 fail_timeout=10s down;  # web-1 (drained for a deploy)",
         "server 10.20.1.11:9001 max_fails=2 fail_timeout=10s down;  # web-1 (drained for a deploy)",
     ]
+
+
+# --- what a container's config label records ------------------------------------------------
+
+def _digest(path: Path, host: str, sec, state: ClusterState | None = None) -> str:
+    from sentryfab.configs.apply import config_digest
+
+    inv = inventory.load(path)
+    files = render_all(inv, [inv.host(host)], sec, state or initial_state(inv))[host]
+    return config_digest((f.file, f.content) for f in files)
+
+
+def test_config_label_ignores_what_a_reload_applies(fake):
+    """A failover moves the primary and degrades replication: PgBouncer and PostgreSQL
+    files change, and a reload applies all of it, so deploy must not restart them after."""
+    for host in ("pgbouncer-1", "db-1", "db-2"):
+        assert _digest(LAB, host, fake) == _digest(
+            LAB, host, fake, ClusterState(primary="db-2", degraded=True)), host
+    before = render_host(LAB, "db-1", fake)["db/postgresql.conf"]
+    after = render_host(LAB, "db-1", fake, ClusterState("db-1", degraded=True))
+    assert before != after["db/postgresql.conf"]  # the file itself did change
+
+
+def test_config_label_follows_start_only_settings(fake, write_inventory):
+    text = LAB.read_text()
+    role = "  db: {image: lab/base, tag: '1', synchronous: true"
+    assert role in text
+
+    def db_vars(extra: str) -> Path:
+        return write_inventory(text.replace(role, role + ", " + extra), name=f"{extra[:9]}.yaml")
+
+    assert _digest(LAB, "db-1", fake) != _digest(db_vars("shared_buffers: 512MB"), "db-1", fake)
+    assert _digest(LAB, "db-1", fake) == _digest(db_vars("work_mem: 8MB"), "db-1", fake)
+
+
+def test_start_only_part_of_postgresql_conf():
+    from sentryfab.configs.apply import start_only
+    from sentryfab.configs.catalog import ROLE_FILES
+
+    pg = ROLE_FILES["db"][0]
+    conf = ("port = 5432\nwork_mem = 4MB  # per sort\nshared_buffers = 128MB\n"
+            "# shared_buffers = 1GB\nsynchronous_standby_names = ''\nshared_buffers=256MB\n")
+    assert start_only(pg, conf) == "port=5432\nshared_buffers=256MB\n"
+    nginx = ROLE_FILES["nginx"][0]
+    assert start_only(nginx, "worker_processes 4;\n") == ""
+    sentry = ROLE_FILES["web"][0]
+    assert start_only(sentry, "X = 1\n") == "X = 1\n"

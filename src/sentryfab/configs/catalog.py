@@ -21,6 +21,8 @@ class ConfigFile:
     secret: bool        # holds a secret: written 0600, masked everywhere
     validator: str      # key into configs.validate.VALIDATORS
     apply: str          # how a change takes effect: "reload" or "restart"
+    #: For a reloaded file: the settings in it that the program still reads only at start.
+    restart_keys: tuple[str, ...] = ()
 
     @property
     def mode(self) -> int:
@@ -31,6 +33,16 @@ class ConfigFile:
 _SENTRY = (
     ConfigFile("sentry.conf.py", "sentry/sentry.conf.py", True, "python", "restart"),
     ConfigFile("config.yml", "sentry/config.yml", True, "yaml", "restart"),
+)
+
+#: The settings of our postgresql.conf that PostgreSQL reads only at server start
+#: (pg_settings.context = 'postmaster'); everything else in it takes effect on reload.
+PG_START_ONLY = (
+    "hba_file", "ident_file", "listen_addresses", "port", "max_connections",
+    "superuser_reserved_connections", "shared_buffers", "wal_level", "wal_log_hints",
+    "max_wal_senders", "max_replication_slots", "hot_standby", "logging_collector",
+    "shared_preload_libraries", "max_worker_processes", "max_prepared_transactions",
+    "max_locks_per_transaction", "huge_pages", "wal_buffers", "track_commit_timestamp",
 )
 
 #: Files per inventory role. The three Sentry roles run one image with one configuration.
@@ -47,7 +59,8 @@ ROLE_FILES: dict[str, tuple[ConfigFile, ...]] = {
     "redis-cache": (ConfigFile("redis.conf", "redis/redis.conf", True, "redis", "restart"),),
     "redis-queue": (ConfigFile("redis.conf", "redis/redis.conf", True, "redis", "restart"),),
     "db": (
-        ConfigFile("postgresql.conf", "db/postgresql.conf", False, "postgres", "reload"),
+        ConfigFile("postgresql.conf", "db/postgresql.conf", False, "postgres", "reload",
+                   restart_keys=PG_START_ONLY),
         ConfigFile("pg_hba.conf", "db/pg_hba.conf", False, "pg_hba", "reload"),
         ConfigFile("pg_ident.conf", "db/pg_ident.conf", False, "none", "reload"),
     ),

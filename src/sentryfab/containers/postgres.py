@@ -133,7 +133,7 @@ def wal_end(image: str, timeline: int, start_lsn: str) -> str:
     """Read the stopped cluster's WAL from `start_lsn` to its end: the last record and the
     error that ends it are printed (what a replica at `start_lsn` would be missing)."""
     return _throwaway_args(image, (
-        f"pg_waldump -p {DATA_DIR}/pg_wal -t \"$1\" -s \"$2\" 2>&1 | tail -n 2"),
+        f"pg_waldump -p {DATA_DIR}/pg_wal -t \"$1\" -s \"$2\" 2>&1 | tail -n 5"),
         [str(int(timeline)), start_lsn])
 
 

@@ -99,16 +99,20 @@ def measure_wal_ends(runner: Runner, inv: Inventory, topo: Topology, start: int)
     if not todo:
         return topo
 
-    def step(s: HostSession) -> int | None:
+    def step(s: HostSession) -> tuple[int | None, str | None]:
         n = topo.node(s.host.name)
         out = s.run(wal_end(image_ref(inv, "db", s.host), n.control.timeline or 1,
                             lsn_text(start)), timeout=300)
-        return parse.parse_wal_end(out.stdout, start)
+        end = parse.parse_wal_end(out.stdout, start)
+        if end is not None:
+            return end, None
+        said = [x.strip() for x in (out.stdout + "\n" + out.stderr).splitlines() if x.strip()]
+        return None, (said[-1][:300] if said else out.error or f"exit code {out.exit_code}")
 
     for r in runner.each([inv.host(n.name) for n in todo], step):
-        if r.ok and r.value is not None:
-            topo = topo.with_node(DbNode(**{**topo.node(r.host.name).__dict__,
-                                            "wal_end": r.value}))
+        end, why = r.value if r.ok else (None, r.error or "failed")
+        topo = topo.with_node(DbNode(**{**topo.node(r.host.name).__dict__,
+                                        "wal_end": end, "wal_end_error": why}))
     return topo
 
 

@@ -115,6 +115,7 @@ class DbNode:
     slots: tuple[Slot, ...] = ()
     control: Control | None = None
     wal_end: int | None = None  # end of a stopped node's WAL (measured by a failover)
+    wal_end_error: str | None = None  # why that end could not be read, in pg_waldump's words
 
     @property
     def running(self) -> bool:
@@ -303,7 +304,13 @@ class Topology:
             ref = max(ends, key=lambda n: n.wal_end or 0)
             return Lag(max(0, (ref.wal_end or 0) - have), None,
                        f"the end of {ref.name}'s WAL ({lsn_text(ref.wal_end)})")
-        return Lag(None, None, "no primary to compare with")
+        why = [f"the end of {n.name}'s WAL could not be read: {n.wal_end_error}"
+               for n in self.nodes if n is not node and n.wal_end_error]
+        why += [f"{n.name} does not answer and its container is {n.container} "
+                f"({n.sql_error or 'no answer'})" for n in self.nodes
+                if n is not node and n.reachable and n.has_data and not n.running
+                and n.container == "running"]
+        return Lag(None, None, "; ".join(["no primary to compare with", *why]))
 
     def problems(self) -> list[str]:
         """What is wrong, in words: split brain, stale PgBouncers, paused pools, ..."""

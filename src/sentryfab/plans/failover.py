@@ -52,6 +52,7 @@ class Plan:
     overridden: tuple[str, ...] = ()  # refusals --force set aside
     found: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    lag_bytes: int | None = None  # failover: the WAL the target lacked when planned
 
     @property
     def refused(self) -> bool:
@@ -72,6 +73,7 @@ class _Draft:
     refusals: list[str] = field(default_factory=list)
     overridden: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    lag_bytes: int | None = None
 
     def step(self, action: str, host: str, text: str) -> None:
         self.steps.append(Step(action, host, text))
@@ -85,7 +87,8 @@ class _Draft:
 
     def done(self, topo: Topology) -> Plan:
         return Plan(self.kind, self.target, tuple(self.steps), tuple(self.refusals),
-                    tuple(self.overridden), tuple(describe(topo)), tuple(self.notes))
+                    tuple(self.overridden), tuple(describe(topo)), tuple(self.notes),
+                    self.lag_bytes)
 
 
 def command(kind: str) -> str:
@@ -272,6 +275,15 @@ def _failover_checks(topo: Topology, t: DbNode, opts: Options, d: _Draft) -> Non
     elif (lag.bytes or 0) > opts.max_lag:
         d.soft(f"{t.name} lacks {size(lag.bytes)} of WAL (against {lag.basis}), more than "
                f"maximum_lag_on_failover ({size(opts.max_lag)})")
+    elif lag.bytes:
+        acked = not topo.synchronous or any(n.degraded is not None for n in topo.nodes)
+        d.notes.append(
+            f"{t.name} lacks {size(lag.bytes)} of WAL (against {lag.basis}), within "
+            f"maximum_lag_on_failover ({size(opts.max_lag)}): " + (
+                "replication was asynchronous, so commits in it may have been acknowledged "
+                "and are lost" if acked else "replication was synchronous, so no commit in it "
+                "was acknowledged to a client"))
+    d.lag_bytes = lag.bytes
     if (t.known_timeline or 0) < topo.max_timeline:
         d.soft(f"{t.name} is on timeline {t.known_timeline}, behind timeline "
                f"{topo.max_timeline} of another host")

@@ -10,13 +10,13 @@ before their processes stop and rejoin once healthy.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..configs import commands as cfg
-from ..configs.catalog import ROLE_FILES
+from ..configs.apply import config_digest, reload_command
+from ..configs.catalog import ROLE_FILES, remote_path
 from ..configs.context import ClusterState, settings
 from ..configs.render import Rendered, render_all, scram_sha256
 from ..containers import docker, health, postgres
@@ -26,6 +26,7 @@ from ..inventory import Host, Inventory
 from ..plans.rollout import batches
 from ..remote import HostSession, Runner
 from ..secrets import Secrets
+from ..shell import join
 from . import configs as config_push
 
 HEALTH_TIMEOUT = 90.0
@@ -47,7 +48,7 @@ class HostOutcome:
     host: str
     before: str | None
     after: str | None
-    state: str  # unchanged | updated | rolled back | failed | not reached
+    state: str  # unchanged | updated | reloaded | rolled back | failed | not reached
     detail: str = ""
 
 
@@ -96,8 +97,8 @@ class Deployer:
     def wanted(self, host: Host, role: str, files: list[Rendered], version: str | None,
                count: int | None = None) -> list[ContainerSpec]:
         """The containers `role` should run on `host`, labelled with version and config hash."""
-        digest = hashlib.sha256("".join(f.sha256 for f in files).encode()).hexdigest()[:12]
-        return specs_for(self.inv, host, role, version=version, config_hash=digest,
+        return specs_for(self.inv, host, role, version=version,
+                         config_hash=config_digest((f.file, f.content) for f in files),
                          count=count)
 
     # -- one role ----------------------------------------------------------------------------
@@ -114,19 +115,33 @@ class Deployer:
         report = RoleReport(role, target)
         facts = self.runner.each(hosts, lambda s: self._facts(s, role, rendered[s.host.name]))
         todo: list[Host] = []
+        reload: list[Host] = []
         for h, fr in zip(hosts, facts, strict=True):
             if not fr.ok:
                 report.outcomes.append(HostOutcome(h.name, None, None, "failed", fr.error or ""))
                 continue
             running, pending, sums = fr.value
             want = self.wanted(h, role, rendered[h.name], version, count)
-            if _up_to_date(want, running, pending, sums, rendered[h.name]):
+            if not _runs(want, running):
+                todo.append(h)
+            elif _files_current(pending, sums, rendered[h.name]):
                 report.outcomes.append(HostOutcome(h.name, _version(running),
                                                    _version(running), "unchanged"))
-            else:
-                todo.append(h)
+            else:  # only what a reload applies differs: no restart
+                reload.append(h)
         if any(o.state == "failed" for o in report.outcomes):
             report.stopped = "some hosts could not be inspected; nothing was changed"
+            report.outcomes += [HostOutcome(h.name, None, None, "not reached")
+                                for h in reload + todo]
+            return report
+        for h in reload:  # one host at a time, each health-checked
+            self.on_event(role, f"{h.name}: config changed, reloading")
+            [r] = self.runner.each([h], lambda s: self._reload(
+                s, role, rendered[s.host.name], config_push.stamp()))
+            report.outcomes.append(r.value if r.ok else HostOutcome(
+                h.name, None, None, "failed", r.error or ""))
+        if any(o.state in ("failed", "rolled back") for o in report.outcomes):
+            report.stopped = "a config reload failed its health check; rollout stopped"
             report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in todo]
             return report
         plan = batches(self._ordered(role, todo), batch, role)
@@ -156,11 +171,12 @@ class Deployer:
             kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
             if kept:
                 s.run(cfg.restore(path, kept, when), check=True)
-        sums = cfg.parse_checksums(s.run(cfg.checksums(paths), check=True).stdout).sums
-        digest = hashlib.sha256("".join(sums.get(p, "") for p in paths).encode()).hexdigest()
+        # The label of the release rolled back to: from the files as they now are.
+        contents = [(f, s.run(f"cat {join([remote_path(role, f)])} 2>/dev/null").stdout)
+                    for f in ROLE_FILES.get(role, ())]
         before = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
-        specs = specs_for(self.inv, host, role, version=previous, config_hash=digest[:12],
-                          count=len(before) or None)
+        specs = specs_for(self.inv, host, role, version=previous,
+                          config_hash=config_digest(contents), count=len(before) or None)
         for spec in specs:
             s.run(docker.replace(spec), check=True)
         check = self._health(host, role, specs)
@@ -250,6 +266,29 @@ class Deployer:
         back = self._restore(s, role, before, pushed.updated, when)
         return HostOutcome(host.name, old, old if back else None, "rolled back" if back
                            else "failed", f"health check failed: {check.what}")
+
+    def _reload(self, s: HostSession, role: str, files: list[Rendered], when: str
+                ) -> HostOutcome:
+        """Push files whose change a reload applies; the containers keep running. Unhealthy
+        afterwards: the previous files back, reloaded again."""
+        host = s.host
+        running = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
+        version = _version(running)
+        pushed = config_push.push_host(s, self.inv, files, self.secrets, when)
+        want = specs_for(self.inv, host, role, count=len(running) or None)
+        check = self._health(host, role, want)
+        if s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
+                 timeout=self._timeout(role) + 30).ok:
+            return HostOutcome(host.name, version, version, "reloaded",
+                               ", ".join(pushed.updated) or "pending reload applied")
+        self.on_event(role, f"{host.name}: unhealthy after reload ({check.what}), rolling back")
+        for path in pushed.updated:
+            kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
+            if kept:
+                s.run(cfg.restore(path, kept, when), check=True)
+        s.run(reload_command(role), check=True)
+        return HostOutcome(host.name, version, version, "rolled back",
+                           f"health check failed after reload: {check.what}")
 
     def _restore(self, s: HostSession, role: str, before: list[docker.Running],
                  changed_files: list[str], when: str) -> bool:
@@ -367,11 +406,13 @@ def _version(running: list[docker.Running]) -> str | None:
     return ",".join(versions) if versions else None
 
 
-def _up_to_date(want: list[ContainerSpec], running: list[docker.Running], pending: bool,
-                sums: dict[str, str], files: list[Rendered]) -> bool:
-    """True if the host already runs exactly `want` with the current config files."""
-    if pending or any(sums.get(f.path) != f.sha256 for f in files):
-        return False
+def _files_current(pending: bool, sums: dict[str, str], files: list[Rendered]) -> bool:
+    """True if the host has every rendered file as it should be, and none awaits applying."""
+    return not pending and all(sums.get(f.path) == f.sha256 for f in files)
+
+
+def _runs(want: list[ContainerSpec], running: list[docker.Running]) -> bool:
+    """True if the host runs exactly `want`: names, up, version and start-only config."""
     have = {c.name: c for c in running}
     if set(have) != {sp.name for sp in want}:
         return False
@@ -380,14 +421,10 @@ def _up_to_date(want: list[ContainerSpec], running: list[docker.Running], pendin
 
 
 def _role_paths(role: str) -> list[str]:
-    from ..configs.catalog import remote_path
-
     return [remote_path(role, f) for f in ROLE_FILES.get(role, ())]
 
 
 def _record_release(role: str, version: str, when: str) -> str:
     """Append 'stamp version' to the host's release history of the role (for rollback)."""
-    from ..shell import join
-
     return (f"mkdir -p {RELEASES} && printf '%s %s\\n' {join([when, version])} "
             f">> {join([RELEASES + '/' + role])}")

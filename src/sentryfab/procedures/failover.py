@@ -96,7 +96,7 @@ class Report:
         return {
             "kind": p.kind, "target": p.target, "ok": self.ok, "dry_run": self.dry_run,
             "refusals": list(p.refusals), "overridden": list(p.overridden),
-            "found": list(p.found), "notes": list(p.notes),
+            "found": list(p.found), "notes": list(p.notes), "lag_bytes": p.lag_bytes,
             "plan": [{"action": s.action, "host": s.host, "text": s.text} for s in p.steps],
             "steps": [{"action": r.step.action, "host": r.step.host, "state": r.state,
                        "detail": r.detail, "seconds": round(r.seconds, 3),

@@ -8,8 +8,8 @@ from rich.text import Text
 from ..procedures.deploy import RoleReport
 from .console import err, out, print_json
 
-STATE_STYLE = {"unchanged": "dim", "updated": "green", "rolled back": "yellow",
-               "failed": "red", "not reached": "magenta"}
+STATE_STYLE = {"unchanged": "dim", "updated": "green", "reloaded": "cyan",
+               "rolled back": "yellow", "failed": "red", "not reached": "magenta"}
 
 
 def event(role: str, message: str) -> None:
