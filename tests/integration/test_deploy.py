@@ -232,3 +232,27 @@ def test_logs_and_exec_reach_the_containers(cluster):
     assert ex.returncode == 0 and "postgres" in ex.stdout
     bad = fab("exec", "pgbouncer-1", "--role=web", "true")
     assert bad.returncode == 2 and "pgbouncer-1 has no role 'web'" in bad.stderr
+
+
+def test_old_images_are_pruned_keeping_the_newest_and_any_in_use(lab):
+    """deploy's prune on a real engine: five images of one repository, made a second apart;
+    the oldest is in use by a container; keep 3 -> the three newest and the one in use."""
+    from sentryfab.containers import docker
+
+    host = lab.host("web-1")
+    repo = "lab/prunetest"
+    make = " && ".join(f"tar -cf - --files-from /dev/null | docker import - {repo}:{i} "
+                       f">/dev/null && sleep 1.1" for i in range(1, 6))
+    with Runner(lab) as r:
+        s = r.session(host)
+        s.run(f"docker rm -f prunetest >/dev/null 2>&1; docker rmi -f $(docker images -q {repo})"
+              " >/dev/null 2>&1; true")
+        try:
+            assert s.run(make, timeout=60).ok
+            assert s.run(f"docker create --name prunetest {repo}:1 true >/dev/null").ok
+            assert s.run(docker.prune_images(repo, 3)).ok
+            left = s.run(f"docker images {repo} --format '{{{{.Tag}}}}'").stdout.split()
+        finally:
+            s.run(f"docker rm -f prunetest >/dev/null 2>&1; "
+                  f"docker rmi -f $(docker images -q {repo}) >/dev/null 2>&1; true")
+    assert sorted(left) == ["1", "3", "4", "5"]

@@ -72,6 +72,24 @@ def test_sql_built_from_typed_values():
         "sender_host = '10.0.0.1')")
 
 
+def test_wal_file_names_as_postgresql_writes_them():
+    mib16 = 16 * 1024 * 1024
+    assert pg.wal_file_name(7, 0x3F3E180, mib16) == "000000070000000000000003"
+    assert pg.wal_file_name(9, 0x16B374D848, mib16) == "0000000900000016000000B3"
+    assert pg.wal_file_name(1, 0x1000000, mib16) == "000000010000000000000001"  # a boundary
+    assert pg.wal_file_name(2, 0x16B374D848, 64 * 1024 * 1024) == "00000002000000160000002C"
+
+
+def test_wal_end_names_the_segment_so_pg_waldump_never_guesses_its_size():
+    """In CI pg_waldump once took its segment size from a just-created, all-zero segment
+    ("header specifies 0 bytes"): it must be given the start's own file."""
+    assert pg.wal_end("lab/base:1", "0/3F3E180", "000000070000000000000003") == (
+        "docker run --rm -i --network host --user postgres --entrypoint '' --volume "
+        "/var/lib/sentryfab/db:/var/lib/sentryfab/db lab/base:1 sh -c '"
+        + pg.PG_PATH + "pg_waldump -p /var/lib/sentryfab/db/data/pg_wal -s \"$1\" \"$2\" "
+        "2>&1 | tail -n 5' sh 0/3F3E180 000000070000000000000003")
+
+
 def test_rewind_always_puts_standby_signal_back():
     cmd = pg.rewind("lab/base:1", "10.0.0.2", 5432)
     assert "rm -f /var/lib/sentryfab/db/data/standby.signal; pg_rewind " in cmd

@@ -66,6 +66,7 @@ def test_probe_of_a_killed_primary_reads_pg_controldata():
     assert n.control is not None
     assert (n.control.state, n.control.checkpoint_lsn, n.control.timeline) == (
         "in production", 0x108BF6F8, 9)
+    assert n.control.segment_size == 16 * 1024 * 1024
     assert n.was_primary and n.could_be_primary and n.known_timeline == 9
 
 

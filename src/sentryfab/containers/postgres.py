@@ -129,12 +129,27 @@ def controldata(image: str) -> str:
     return _throwaway(image, f"pg_controldata -D {DATA_DIR}")
 
 
-def wal_end(image: str, timeline: int, start_lsn: str) -> str:
-    """Read the stopped cluster's WAL from `start_lsn` to its end: the last record and the
-    error that ends it are printed (what a replica at `start_lsn` would be missing)."""
+def wal_file_name(timeline: int, lsn: int, segment_size: int) -> str:
+    """The name of the WAL segment file holding `lsn` on `timeline` (as PostgreSQL's
+    XLogFileName: timeline, then the segment number split at 4 GiB, 8 hex digits each)."""
+    segno = lsn // segment_size
+    per_id = 0x100000000 // segment_size
+    return f"{timeline:08X}{segno // per_id:08X}{segno % per_id:08X}"
+
+
+def wal_end(image: str, start_lsn: str, segment_file: str) -> str:
+    """Read the stopped cluster's WAL from `start_lsn` (inside `segment_file`) to its end:
+    the last records and the error that ends it are printed (what a replica at `start_lsn`
+    would be missing).
+
+    The segment file is named, not left for pg_waldump to find: without it, pg_waldump
+    learns the segment size from whichever file readdir() returns first, and a segment
+    PostgreSQL had just created and not yet written (header all zeros) makes it fail
+    ("WAL file ... header specifies 0 bytes"), now and then.
+    """
     return _throwaway_args(image, (
-        f"pg_waldump -p {DATA_DIR}/pg_wal -t \"$1\" -s \"$2\" 2>&1 | tail -n 5"),
-        [str(int(timeline)), start_lsn])
+        f"pg_waldump -p {DATA_DIR}/pg_wal -s \"$1\" \"$2\" 2>&1 | tail -n 5"),
+        [start_lsn, segment_file])
 
 
 def _write_marker(path: str, record: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..configs.context import ClusterState, initial_state, settings
-from ..containers.postgres import wal_end
+from ..containers.postgres import wal_end, wal_file_name
 from ..containers.spec import container_name, image_ref
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
@@ -101,8 +101,10 @@ def measure_wal_ends(runner: Runner, inv: Inventory, topo: Topology, start: int)
 
     def step(s: HostSession) -> tuple[int | None, str | None]:
         n = topo.node(s.host.name)
-        out = s.run(wal_end(image_ref(inv, "db", s.host), n.control.timeline or 1,
-                            lsn_text(start)), timeout=300)
+        c = n.control
+        segment = wal_file_name(c.timeline or 1, start, c.segment_size)
+        out = s.run(wal_end(image_ref(inv, "db", s.host), lsn_text(start), segment),
+                    timeout=300)
         end = parse.parse_wal_end(out.stdout, start)
         if end is not None:
             return end, None

@@ -85,6 +85,7 @@ class Control:
     checkpoint_lsn: int | None
     timeline: int | None
     min_recovery_lsn: int | None = None
+    segment_size: int = 16 * 1024 * 1024  # bytes per WAL segment (initdb --wal-segsize)
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ def parse_controldata(text: str) -> Control | None:
         checkpoint_lsn=parse_lsn(fields.get("Latest checkpoint location", "")),
         timeline=_int(fields.get("Latest checkpoint's TimeLineID", "")),
         min_recovery_lsn=parse_lsn(fields.get("Minimum recovery ending location", "")),
+        segment_size=_int(fields.get("Bytes per WAL segment", "")) or 16 * 1024 * 1024,
     )
 
 
