@@ -225,6 +225,38 @@ def test_worker_scale_changes_the_containers_and_the_inventory(cluster):
     assert LAB_INVENTORY.read_text() == text
 
 
+def test_web_scale_up_and_down_under_load_never_points_nginx_at_a_closed_port(cluster):
+    """3 processes per web host, then 2 again, host by host, at 100 events/s: no request
+    fails, no event is lost, and nginx never tried a port nothing listened on (hosts not
+    reached yet stay listed with what they run; removed ports leave nginx before their
+    containers stop)."""
+    inv, *_ = cluster
+    text = LAB_INVENTORY.read_text()
+    since = int(time.time())
+    t, box = load_in_background(inv, rate=100, duration=40)
+    time.sleep(2)
+    try:
+        up = deploy("web.scale", "--processes=3", "--batch=1")
+        assert up.returncode == 0, up.stdout + up.stderr
+        with Runner(inv) as r:
+            ports = r.run(inv.with_role("web"), "ss -Hltn | awk '{print $4}' | "
+                                                "grep -c ':900[0-9]$'")
+        assert [x.stdout.strip() for x in ports] == ["3", "3"]
+    finally:
+        down = deploy("web.scale", "--processes=2", "--batch=1")
+    t.join(timeout=120)
+    assert down.returncode == 0, down.stdout + down.stderr
+    lr = box["report"]
+    assert lr.failures == 0, lr.as_record()
+    v = verify(inv, IDS_DIR / "latest.ids")
+    assert (v.counts.missing, v.counts.duplicated) == (0, 0)
+    with Runner(inv) as r:
+        [log] = r.run([inv.host("nginx-1")], f"docker logs --since {since} sentry-nginx-1 2>&1")
+    refused = [x for x in log.stdout.splitlines() if "Connection refused" in x]
+    assert refused == [], refused[:3]
+    assert LAB_INVENTORY.read_text() == text
+
+
 def test_logs_and_exec_reach_the_containers(cluster):
     logs = fab("logs", "db-1", "-n", "5")
     assert logs.returncode == 0 and "db-1 | " in logs.stdout

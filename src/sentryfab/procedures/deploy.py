@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..configs import commands as cfg
 from ..configs.apply import config_digest, reload_command
@@ -83,6 +83,9 @@ class Deployer:
     state: ClusterState
     on_event: Event = lambda role, msg: None
     health_timeout: float = HEALTH_TIMEOUT
+    #: web.scale: web host -> processes it runs until its batch is rolled out. nginx lists
+    #: those hosts with that count meanwhile, not with ports nothing listens on yet.
+    scaling_from: dict[str, int] = field(default_factory=dict)
 
     # -- what should run -------------------------------------------------------------------
 
@@ -222,6 +225,9 @@ class Deployer:
 
     def _batch(self, role: str, group: list[Host],
                replace: Callable[[HostSession], HostOutcome]) -> list[HostOutcome]:
+        if role == "web":
+            for h in group:  # from now on nginx lists this host as the rollout leaves it
+                self.scaling_from.pop(h.name, None)
         drained = self._drain(group) if role == "web" else None
         results = self.runner.each(group, replace)
         outcomes = []
@@ -340,7 +346,8 @@ class Deployer:
         nginx = self.inv.with_role("nginx")
         if not nginx:
             return
-        rendered = self.render(nginx, "nginx", drained)
+        rendered = render_all(self._nginx_view(), nginx, self.secrets, self.state,
+                              drained=drained, roles=("nginx",))
         when = config_push.stamp()
         results = self.runner.each(nginx, lambda s: config_push.push_host(
             s, self.inv, rendered[s.host.name], self.secrets, when))
@@ -348,6 +355,15 @@ class Deployer:
         if bad:
             raise DeployFailed("cannot update nginx's rotation: " +
                                "; ".join(f"{r.host.name}: {r.error}" for r in bad))
+
+    def _nginx_view(self) -> Inventory:
+        """The inventory nginx is rendered from: web hosts a scale has not reached yet keep
+        the process count they still run."""
+        if not self.scaling_from:
+            return self.inv
+        hosts = tuple(replace(h, vars={**h.vars, "processes": self.scaling_from[h.name]})
+                      if h.name in self.scaling_from else h for h in self.inv.hosts)
+        return replace(self.inv, hosts=hosts)
 
     # -- PostgreSQL ----------------------------------------------------------------------------
 

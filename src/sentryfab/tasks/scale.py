@@ -21,7 +21,7 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
     import dataclasses
     import time
 
-    from ..configs.context import initial_state
+    from ..configs.context import initial_state, web_ports
     from ..errors import UsageError
     from ..inventory_edit import set_role_var
     from ..procedures import audit, capacity, lock
@@ -38,6 +38,14 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
     scaled = dataclasses.replace(inv, roles={**inv.roles, role: {**inv.role_vars(role),
                                                                   "processes": n}})
     targets = [h for h in selected(scaled, None, hosts, exclude) if h.has(role)]
+    left_out = [h.name for h in inv.with_role(role) if h not in targets
+                and "processes" not in h.vars]
+    if left_out:
+        raise UsageError(
+            f"{role}.scale sets roles.{role}.processes, which every {role} host follows, but "
+            f"the selection leaves out {', '.join(left_out)}: they would run a count the "
+            f"inventory no longer says (scale the whole role, or give those hosts their own "
+            f"'processes' in their vars first)")
     start = time.monotonic()
     with Runner(scaled, parallel=int(parallel), accept_new=accept_new) as runner, \
             lock.deploy_lock(runner, scaled, f"{role}.scale", message):
@@ -48,7 +56,9 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
         else:
             capacity.preflight(scaled, runner, f"{role}.scale --processes {n}")
         d = Deployer(runner, scaled, load_secrets(inv), initial_state(inv),
-                     on_event=deploy_ui.event)
+                     on_event=deploy_ui.event,
+                     scaling_from={h.name: len(web_ports(inv, h)) for h in targets}
+                     if role == "web" else {})
         report = d.deploy_role(role, targets, batch=batch, count=n)
         audit.record(runner, targets, audit.entry(
             f"{role}.scale", "ok" if report.ok else "failed", processes=n, message=message,

@@ -1,0 +1,57 @@
+"""web.scale: what nginx lists while the rollout is under way, and partial selections."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sentryfab import inventory, secrets
+from sentryfab.configs.context import initial_state
+from sentryfab.configs.render import render_all
+from sentryfab.procedures.deploy import Deployer
+
+HERE = Path(__file__).resolve().parent
+LAB = HERE / "data" / "lab-hosts.yaml"
+REFERENCE = HERE.parents[1] / "hosts.yaml"
+FAB = str(Path(sys.executable).parent / "fab")
+
+
+def _servers(inv, sec) -> list[str]:
+    [conf] = render_all(inv, [inv.host("nginx-1")], sec, initial_state(inv),
+                        roles=("nginx",))["nginx-1"]
+    return re.findall(r"server (\S+) max_fails", conf.content)
+
+
+def test_nginx_lists_hosts_the_scale_has_not_reached_with_what_they_run(tmp_path):
+    path = tmp_path / "secrets.yaml"
+    shutil.copyfile(HERE / "data" / "fake-secrets.yaml", path)
+    path.chmod(0o600)
+    sec = secrets.load(path, environ={})
+    inv = inventory.load(LAB)
+    scaled = dataclasses.replace(inv, roles={**inv.roles, "web": {**inv.role_vars("web"),
+                                                                  "processes": 3}})
+    d = Deployer(None, scaled, sec, initial_state(inv),  # type: ignore[arg-type]
+                 scaling_from={"web-1": 2, "web-2": 2})
+    assert sorted(_servers(d._nginx_view(), sec)) == [
+        "10.231.0.11:9000", "10.231.0.11:9001", "10.231.0.12:9000", "10.231.0.12:9001"]
+    d.scaling_from.pop("web-1")  # web-1's batch is under way: its new ports are listed
+    assert sorted(_servers(d._nginx_view(), sec)) == [
+        "10.231.0.11:9000", "10.231.0.11:9001", "10.231.0.11:9002",
+        "10.231.0.12:9000", "10.231.0.12:9001"]
+    d.scaling_from.clear()
+    assert d._nginx_view() is scaled
+
+
+def test_a_scale_of_part_of_a_role_is_refused_before_anything_is_touched():
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(REFERENCE)}
+    proc = subprocess.run([FAB, "web.scale", "--processes", "4", "--hosts", "web-1,web-2"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("web.scale sets roles.web.processes, which every web host follows, but the "
+            "selection leaves out web-3, web-4") in proc.stderr
+    assert "give those hosts their own 'processes' in their vars first" in proc.stderr
