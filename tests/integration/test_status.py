@@ -157,6 +157,12 @@ def test_role_status_shows_only_that_role_with_details(copy):
     assert code == 0 and [h["host"] for h in doc["hosts"]] == ["db-1", "db-2"]
     roles = {h["host"]: h["details"]["db"]["node"]["recovery"] for h in doc["hosts"]}
     assert sorted(roles.values()) == ["false", "true"]
+    primary = next(h for h, rec in roles.items() if rec == "false")
+    topo = doc["topology"]  # discovered, with where each PgBouncer points
+    assert topo["primary"] == primary
+    assert [(b["host"], b["points_to"]) for b in topo["pgbouncers"]] == [("pgbouncer-1", primary)]
+    shown = fab("db.status", inv=copy)
+    assert shown.returncode == 0 and "database topology" in shown.stdout
     for task in ("redis.status", "pgbouncer.status", "web.status", "worker.status",
                  "nginx.status", "cron.status"):
         r = fab(task, inv=copy)

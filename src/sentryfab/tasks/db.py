@@ -9,7 +9,7 @@ from .status import role_status_task
 status = role_status_task(
     "db",
     "PostgreSQL: primary or replica, timeline, replication lag (bytes and seconds), "
-    "connections, slots.",
+    "connections, slots; then the topology with where every PgBouncer points.",
 )
 
 ns = Collection("db")

@@ -59,10 +59,15 @@ def run_status(roles: str | None, hosts: str | None, exclude: str | None, *,
         else:
             with hosts_progress("checking", len(checker.checked), enabled=not json) as on_done:
                 report = one_round(on_done)
+            topo = _db_topology(runner, inv) if detail == "db" else None
             if json:
-                status_ui.show_json(report, with_facts=bool(detail))
+                status_ui.show_json(report, with_facts=bool(detail), topology=topo)
             else:
                 status_ui.show(report, detail=render(report))
+                if topo is not None:
+                    from ..ui import failover as failover_ui
+
+                    failover_ui.show_topology(topo)
     if report is not None and report.exit_code:
         raise Exit(code=report.exit_code)
 
@@ -74,6 +79,14 @@ def status_(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
     """Every host group checked in parallel: what is wrong where (exit 0 ok, 1 warn, 2 crit)."""
     run_status(roles, hosts, exclude, parallel=parallel, accept_new=accept_new, json=json,
                statsd=statsd, watch=watch)
+
+
+def _db_topology(runner, inv):  # noqa: ANN001, ANN202 - Topology, imported lazily
+    """db.status also shows the topology as the db hosts and PgBouncers report it (who is
+    primary, lag, timelines, where each PgBouncer points): the same as `fab db.topology`."""
+    from ..procedures import failover as procedure
+
+    return procedure.topology(runner, inv, load_secrets(inv))
 
 
 def role_status_task(word: str, doc: str):  # noqa: ANN201 - returns an Invoke task

@@ -28,14 +28,19 @@ def show(report: StatusReport, detail: RenderableType | None = None) -> None:
     out.print(frame(report, detail))
 
 
-def show_json(report: StatusReport, with_facts: bool = False) -> None:
-    """The round as one JSON document (with each host's parsed facts for role views)."""
+def show_json(report: StatusReport, with_facts: bool = False, topology=None) -> None:  # noqa: ANN001
+    """The round as one JSON document (with each host's parsed facts for role views, and
+    for db.status the discovered topology)."""
     record = report.as_record()
     if with_facts:
         from .status_roles import facts_record
 
         for rec, st in zip(record["hosts"], report.hosts, strict=True):
             rec["details"] = facts_record(st)
+    if topology is not None:
+        from .failover import topology_record
+
+        record["topology"] = topology_record(topology)
     print_json(record)
 
 
