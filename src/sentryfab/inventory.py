@@ -20,13 +20,26 @@ ENV_VAR = "SENTRYFAB_INVENTORY"
 DEFAULT_FILE = "hosts.yaml"
 
 TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds", "owners",
-            "dashboards", "alerts")
+            "dashboards", "alerts", "sentry")
+#: The `sentry:` section: settings of Sentry itself, the same on all its hosts.
+SENTRY_KEYS = ("url", "admin_email", "single_organization", "mail")
+MAIL_KEYS = ("host", "port", "username", "from", "use_tls")
 SSH_KEYS = ("user", "port", "key_file", "known_hosts", "connect_timeout", "command_timeout",
             "jump")
 HOST_KEYS = ("address", "port", "user", "roles", "vars")
 # Role vars whose type we know; anything else is passed through to templates as-is.
 ROLE_VAR_TYPES: dict[str, type] = {"image": str, "tag": str, "processes": int}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: The newest Sentry whose architecture sentryfab runs (web, worker, cron, Redis, PostgreSQL).
+LAST_SENTRY = "9.1.2"
+_VERSION_RE = re.compile(r"^v?(\d+)(?:[.\-_+]|$)")
+#: Tags that name no release: they move, and on getsentry/sentry they mean 10 or later.
+MOVING_TAGS = ("latest", "nightly")
+# What Sentry needs besides what sentryfab runs: 10.0 brought Kafka, Snuba, ClickHouse and
+# Symbolicator; Relay came with 20.6 (getsentry/onpremise's docker-compose.yml at each tag).
+_NEEDS_10 = "Kafka, Snuba, ClickHouse and Symbolicator"
+_NEEDS_20 = "Relay, Kafka, Snuba, ClickHouse and Symbolicator"
+SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*([kmgt]b?|b)?$", re.IGNORECASE)
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
@@ -85,6 +98,25 @@ class Inventory:
     def role_vars(self, role: str) -> dict[str, Any]:
         """The per-role vars of `role` (empty if none were set)."""
         return dict(self.roles.get(role, {}))
+
+
+def sentry_release_problem(tag: str) -> str | None:
+    """Why sentryfab cannot run the Sentry image tagged `tag`, or None if it can.
+
+    A tag whose version is 10 or later is refused, and so is one that names no version
+    (latest, nightly). Anything else passes: 9.1.2, 9.1.1, a lab build like 9.1.2-lab2, or a
+    local build name.
+    """
+    pin = f"sentryfab runs Sentry up to {LAST_SENTRY}: use tag: \"{LAST_SENTRY}\""
+    if tag.lower() in MOVING_TAGS:
+        return (f"Sentry image tag '{tag}' names no release: it moves, and on getsentry/sentry "
+                f"it is the newest, which needs {_NEEDS_20}, roles sentryfab does not manage. "
+                + pin)
+    m = _VERSION_RE.match(tag)
+    if m and int(m.group(1)) >= 10:
+        needs = _NEEDS_20 if int(m.group(1)) >= 20 else _NEEDS_10
+        return f"Sentry {tag} needs {needs}, roles sentryfab does not manage. " + pin
+    return None
 
 
 def inventory_path(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> Path:
@@ -201,6 +233,7 @@ class _Validator:
         roles = self._roles(data.get("roles") or {})
         hosts = self._hosts(data.get("hosts"))
         self._cluster_rules(hosts)
+        self._sentry(data.get("sentry"))
         cluster = data.get("cluster", path.stem)
         if not isinstance(cluster, str):
             self.add("cluster", "must be a string")
@@ -257,6 +290,10 @@ class _Validator:
                                               f"{type(rvars[var]).__name__}{hint}")
             if "processes" in rvars and _is(rvars["processes"], int) and rvars["processes"] < 1:
                 self.add(f"{path}/processes", "must be at least 1")
+            if role in SENTRY_ROLES:
+                self._sentry_tag(rvars, path)
+            if role == "redis-queue":
+                self._backlog_vars(rvars, path)
             out[role] = rvars
         return out
 
@@ -296,6 +333,10 @@ class _Validator:
             if not isinstance(hvars, dict):
                 self.add(f"{path}/vars", "must be a mapping")
                 hvars = {}
+            if set(roles) & set(SENTRY_ROLES):
+                self._sentry_tag(hvars, f"{path}/vars")
+            if "redis-queue" in roles:
+                self._backlog_vars(hvars, f"{path}/vars")
             key = (address, port)
             if key in seen_addr:
                 self.add(f"{path}/address", f"'{address}' is also the address of "
@@ -336,6 +377,52 @@ class _Validator:
         elif not crons and any(by_role[r] for r in SENTRY_ROLES):
             self.add("hosts", "role 'cron' must run on exactly one host, found none: "
                               "add 'cron' to one worker's roles")
+
+    def _sentry_tag(self, rvars: dict[str, Any], path: str) -> None:
+        tag = rvars.get("tag")
+        if isinstance(tag, str):
+            problem = sentry_release_problem(tag)
+            if problem:
+                self.add(f"{path}/tag", problem)
+
+    def _backlog_vars(self, rvars: dict[str, Any], path: str) -> None:
+        for var in ("events_per_second", "backlog_minutes"):
+            if var in rvars and not (_is(rvars[var], (int, float)) and rvars[var] > 0):
+                self.add(f"{path}/{var}", f"must be a positive number, got {rvars[var]!r}")
+        size = rvars.get("event_size")
+        if size is not None and not (_is(size, int) or SIZE_RE.match(str(size))):
+            self.add(f"{path}/event_size", f"must be a size like 16kb, got {size!r}")
+
+    def _sentry(self, raw: Any) -> None:
+        if raw is None:
+            return
+        if not isinstance(raw, dict):
+            self.add("sentry", f"must be a mapping ({', '.join(SENTRY_KEYS)})")
+            return
+        for key in raw:
+            if key not in SENTRY_KEYS:
+                self.add(f"sentry/{key}", f"unknown key{_suggest(key, SENTRY_KEYS)}")
+        url = raw.get("url")
+        if url is not None and not (isinstance(url, str) and re.match(r"^https?://[^/\s]+", url)
+                                    and not url.endswith("/")):
+            self.add("sentry/url", f"must be the address users reach Sentry at, like "
+                                   f"https://sentry.example.net (no trailing /), got {url!r}")
+        if "single_organization" in raw and not isinstance(raw["single_organization"], bool):
+            self.add("sentry/single_organization", "must be true or false")
+        mail = raw.get("mail")
+        if mail is None:
+            return
+        if not isinstance(mail, dict):
+            self.add("sentry/mail", f"must be a mapping ({', '.join(MAIL_KEYS)})")
+            return
+        for key in mail:
+            if key not in MAIL_KEYS:
+                self.add(f"sentry/mail/{key}", f"unknown key{_suggest(key, MAIL_KEYS)}")
+        self._port(mail.get("port"), "sentry/mail/port")
+        if "use_tls" in mail and not isinstance(mail["use_tls"], bool):
+            self.add("sentry/mail/use_tls", "must be true or false")
+        if not mail.get("host"):
+            self.add("sentry/mail", "missing 'host:' (the SMTP server Sentry sends through)")
 
     def _port(self, value: Any, path: str) -> int | None:
         if value is None:

@@ -43,6 +43,24 @@ def fab(*args: str, env: dict | None = None, inv: Path | None = None,
                           timeout=timeout)
 
 
+def project_key(inv) -> str:
+    """The DSN public key of the lab Sentry's project, read from the primary's database."""
+    from sentryfab.failover.discover import cluster_state
+    from sentryfab.lab import sentry_project
+    from sentryfab.remote import Runner
+
+    with Runner(inv) as r:
+        return sentry_project.project_key(r, inv.host(cluster_state(r, inv).primary))
+
+
+def send_load(inv, rate: float, duration: float, ids_dir: Path, **kw):
+    """lab.load's sender against the lab's nginx, with the real project's DSN key."""
+    from sentryfab.lab import load
+
+    return load.run_load(load.default_url(inv), rate, duration, key=project_key(inv),
+                         ids_dir=ids_dir, **kw)
+
+
 def inventory_copy(tmp_path: Path, edit=None) -> Path:
     """The lab inventory with absolute paths (so it can live in tmp) and an optional edit."""
     data = yaml.safe_load(LAB_INVENTORY.read_text())

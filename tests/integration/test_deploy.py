@@ -1,7 +1,8 @@
 """Deploys on the lab: from nothing, rolling under load, a broken release, rollback, lock, audit.
 
-Everything real: the containers run on the lab hosts' own Docker engines, events go through
-nginx, PgBouncer, Redis and PostgreSQL, and are counted in PostgreSQL by lab.verify.
+Everything real: the real Sentry 9.1.2 runs in containers on the lab hosts' own Docker engines,
+events go through nginx, Sentry's web, the Redis queue, Sentry's workers, PgBouncer and
+PostgreSQL, and are found in Sentry's own tables by lab.verify.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from sentryfab.lab import load, release
 from sentryfab.procedures import lock
 from sentryfab.remote import Runner
 
-from .conftest import LAB_INVENTORY, REPO, fab, inventory_copy
+from .conftest import LAB_INVENTORY, REPO, fab, inventory_copy, send_load
 
 IDS_DIR = REPO / "lab" / "load"
+FIRST = "9.1.2"  # the real Sentry the lab inventory names
+LAB2 = "9.1.2-lab2"  # the same Sentry under another release name
+BROKEN = "9.1.2-lab3-broken"  # its entrypoint exits at once
 
 
 def deploy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -50,7 +54,7 @@ def load_in_background(inv, rate: float, duration: float) -> tuple[threading.Thr
     box: dict = {}
 
     def go() -> None:
-        box["report"] = load.run_load(load.default_url(inv), rate, duration, ids_dir=IDS_DIR)
+        box["report"] = send_load(inv, rate, duration, IDS_DIR)
 
     t = threading.Thread(target=go, daemon=True)
     t.start()
@@ -81,7 +85,7 @@ def test_deploy_from_nothing_then_events_reach_postgresql_and_a_rerun_changes_no
                         "cron", "nginx"}
     assert all(r["ok"] for r in rep.values())
     assert all(h["state"] == "updated" for r in rep.values() for h in r["hosts"])
-    report = load.run_load(load.default_url(inv), 50, 4, ids_dir=IDS_DIR)
+    report = send_load(inv, 50, 4, IDS_DIR)
     assert report.accepted == report.sent == 200
     v = verify(inv, IDS_DIR / "latest.ids")
     assert (v.counts.stored, v.counts.missing, v.counts.duplicated) == (200, 0, 0)
@@ -94,16 +98,16 @@ def test_deploy_from_nothing_then_events_reach_postgresql_and_a_rerun_changes_no
 def test_rolling_web_deploy_under_load_fails_no_request_and_loses_no_event(cluster):
     inv, *_ = cluster
     with Runner(inv) as r:
-        assert all(x.ok for x in release.release(r, inv, "2"))
+        assert all(x.ok for x in release.release(r, inv, LAB2))
     t, box = load_in_background(inv, rate=100, duration=25)
     time.sleep(2)
-    proc = deploy("deploy.web", "--tag=2", "--batch=1")
+    proc = deploy("deploy.web", f"--tag={LAB2}", "--batch=1")
     t.join(timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lr = box["report"]
     assert lr.sent == 2500
     assert lr.failures == 0, lr.as_record()
-    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    assert versions(inv, "web") == {"web-1": {LAB2}, "web-2": {LAB2}}
     v = verify(inv, IDS_DIR / "latest.ids")
     assert (v.counts.missing, v.counts.duplicated) == (0, 0)
     assert v.counts.stored == lr.accepted
@@ -111,17 +115,17 @@ def test_rolling_web_deploy_under_load_fails_no_request_and_loses_no_event(clust
 
 def test_broken_release_stops_after_the_first_batch_and_puts_it_back(cluster):
     inv, *_ = cluster
-    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    assert versions(inv, "web") == {"web-1": {LAB2}, "web-2": {LAB2}}
     with Runner(inv) as r:
-        assert all(x.ok for x in release.release(r, inv, "3-broken", broken=True))
+        assert all(x.ok for x in release.release(r, inv, BROKEN, broken=True))
     start = time.monotonic()
-    proc = deploy("deploy.web", "--tag=3-broken", "--batch=1")
+    proc = deploy("deploy.web", f"--tag={BROKEN}", "--batch=1")
     assert proc.returncode == 1
     web = reports(proc)["web"]
     assert not web["ok"] and "batch 1/2 failed" in web["stopped"]
     states = {h["host"]: (h["state"], h["before"], h["after"]) for h in web["hosts"]}
-    assert states == {"web-1": ("rolled back", "2", "2"), "web-2": ("not reached", None, None)}
-    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    assert states == {"web-1": ("rolled back", LAB2, LAB2), "web-2": ("not reached", None, None)}
+    assert versions(inv, "web") == {"web-1": {LAB2}, "web-2": {LAB2}}
     print(f"broken release stopped and rolled back in {time.monotonic() - start:.1f} s")
 
 
@@ -129,10 +133,10 @@ def test_rollback_returns_every_web_host_to_the_previous_release(cluster):
     inv, *_ = cluster
     proc = deploy("deploy.rollback", "--roles=web", "--batch=1")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert versions(inv, "web") == {"web-1": {"1"}, "web-2": {"1"}}
-    back = deploy("deploy.web", "--tag=2")  # and forward again
+    assert versions(inv, "web") == {"web-1": {FIRST}, "web-2": {FIRST}}
+    back = deploy("deploy.web", f"--tag={LAB2}")  # and forward again
     assert back.returncode == 0
-    assert versions(inv, "web") == {"web-1": {"2"}, "web-2": {"2"}}
+    assert versions(inv, "web") == {"web-1": {LAB2}, "web-2": {LAB2}}
 
 
 def test_a_change_a_reload_applies_is_reloaded_not_restarted(cluster, tmp_path):
@@ -188,7 +192,7 @@ def test_a_worker_killed_mid_load_loses_no_event(cluster):
 def test_a_second_deploy_is_refused_with_the_holders_details(cluster):
     inv, *_ = cluster
     with Runner(inv) as r, lock.deploy_lock(r, inv, "deploy.web", "canary-holder"):
-        proc = fab("deploy.web", "--tag=2")
+        proc = fab("deploy.web", f"--tag={LAB2}")
         status = fab("lock.status", "--json")
     assert proc.returncode == 1
     assert "another deploy is running:" in proc.stderr
@@ -203,8 +207,8 @@ def test_the_audit_log_records_deploys_and_rollbacks_on_the_hosts(cluster):
     assert proc.returncode == 0
     lines = json.loads(proc.stdout)["web-1"]
     actions = [(x["action"], x["result"], x.get("version")) for x in lines]
-    assert ("deploy.web", "ok", "2") in actions
-    assert ("deploy.web", "failed", "3-broken") in actions
+    assert ("deploy.web", "ok", LAB2) in actions
+    assert ("deploy.web", "failed", BROKEN) in actions
     assert any(a == "rollback.web" and res == "ok" for a, res, _ in actions)
     assert all(x["who"] for x in lines)
 
@@ -219,7 +223,7 @@ def test_worker_scale_changes_the_containers_and_the_inventory(cluster):
                     "docker ps --filter label=sentryfab.role=worker --format '{{.Names}}'")
         assert {r["host"]: r["stdout"].split() for r in json.loads(names.stdout)} == \
             {"worker-1": ["sentry-worker-1"], "worker-2": ["sentry-worker-1"]}
-        assert "worker: {image: lab/sentry, tag: '1', processes: 1," in LAB_INVENTORY.read_text()
+        assert "worker: {image: lab/sentry, tag: 9.1.2, processes: 1," in LAB_INVENTORY.read_text()
     finally:
         assert deploy("worker.scale", "--processes=2").returncode == 0
     assert LAB_INVENTORY.read_text() == text

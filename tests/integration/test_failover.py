@@ -26,7 +26,7 @@ from sentryfab.lab import load
 from sentryfab.remote import Runner
 from sentryfab.shell import join
 
-from .conftest import LAB_INVENTORY, REPO, fab
+from .conftest import LAB_INVENTORY, REPO, fab, send_load
 
 IDS_DIR = REPO / "lab" / "load"
 FIGURES_FILE = REPO / "lab" / "failover-figures.json"
@@ -180,7 +180,7 @@ def load_in_background(inv, rate: float, duration: float) -> tuple[threading.Thr
     box: dict = {}
 
     def go() -> None:
-        box["report"] = load.run_load(load.default_url(inv), rate, duration, ids_dir=IDS_DIR)
+        box["report"] = send_load(inv, rate, duration, IDS_DIR)
 
     t = threading.Thread(target=go, daemon=True)
     t.start()

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from sentryfab import inventory
-from sentryfab.plans.capacity import GB, MB, HostFacts, parse_size, plan, with_processes
+from sentryfab.plans.capacity import (
+    GB,
+    MB,
+    HostFacts,
+    backlog_bytes,
+    parse_size,
+    plan,
+    with_processes,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -99,3 +107,66 @@ def test_parse_facts_from_a_real_output():
     f = parse_facts("25276522496\n1048576\n4096\n")
     assert (f.ram, f.nofile, f.somaxconn, f.source) == (25276522496, 1048576, 4096, "ssh")
     assert parse_facts("1000\nunlimited\n128\n").nofile == 1 << 20
+
+
+# --- the backlog: events waiting on the queue Redis -------------------------------------------
+
+def test_without_a_planned_rate_only_the_payload_expiry_is_checked(small):
+    backlog = [x for x in plan(small, {}).lines if x.tier == "backlog"]
+    assert [(x.component, x.limit, x.planned, x.unit) for x in backlog] == [
+        ("redis-2 backlog age", 60, 30, "minutes")]
+
+
+def _with_queue(tmp_path, queue: str, extra_hosts: str = ""):
+    text = textwrap.dedent(SMALL).replace(
+        "  redis-queue: {maxclients: 100, maxmemory: 2gb, tcp_backlog: 8192}",
+        "  redis-queue: {maxclients: 100, maxmemory: 2gb, tcp_backlog: 8192, " + queue + "}")
+    p = tmp_path / "hosts.yaml"
+    p.write_text(text + extra_hosts)
+    return inventory.load(p)
+
+
+def test_the_queue_redis_is_sized_for_the_planned_backlog(tmp_path):
+    inv = _with_queue(tmp_path, "events_per_second: 100, event_size: 20kb, backlog_minutes: 15")
+    line = next(x for x in plan(inv, {}).lines if x.component == "redis-2 payloads")
+    # 100 events/s x 900 s x (20 KiB payload + 1 KiB task message).
+    assert (line.tier, line.limit, line.planned) == ("backlog", 2 * GB, 100 * 900 * 21 * 1024)
+    assert line.planned == 1_935_360_000 and not line.over
+    assert line.note == "100 events/s x (20kb + 1 KiB task) x 15 min backlog"
+    longer = _with_queue(tmp_path, "events_per_second: 100, event_size: 20kb, "
+                                   "backlog_minutes: 20")
+    over = {x.component: x for x in plan(longer, {}).over}
+    assert over["redis-2 payloads"].headroom == 2 * GB - 2_580_480_000
+
+
+def test_a_backlog_beyond_sentrys_payload_expiry_is_over_whatever_the_memory(tmp_path):
+    inv = _with_queue(tmp_path, "backlog_minutes: 90")
+    assert [(x.component, x.planned, x.limit) for x in plan(inv, {}).over] == [
+        ("redis-2 listen backlog", 8192, 4096), ("redis-2 redis", 2 * 2 * GB + 256 * MB, 4 * GB),
+        ("redis-2 backlog age", 90, 60)]
+
+
+def test_payloads_spread_over_queue_hosts_and_task_messages_stay_on_the_broker(tmp_path):
+    inv = _with_queue(tmp_path, "events_per_second: 10, event_size: 15kb, backlog_minutes: 10",
+                      "  redis-3: {address: 10.0.0.7, roles: [redis-queue]}\n")
+    got = lines(plan(inv, {}))
+    events = 10 * 600
+    assert got[("backlog", "redis-2 payloads")] == (2 * GB, events * 15 * 1024 / 2 + events * 1024)
+    assert got[("backlog", "redis-3 payloads")] == (2 * GB, events * 15 * 1024 / 2)
+
+
+def test_the_reference_queue_holds_ten_minutes_of_peak_and_no_more():
+    r = plan(inventory.load(REPO / "hosts.yaml"), {})
+    by = {x.component: x for x in r.lines}
+    payloads = by["redis-queue-1 payloads"]
+    # 5,000 events/s x 600 s x (16 KiB + 1 KiB) = 48.6 GiB of maxmemory 56 GiB.
+    assert (payloads.planned, payloads.limit) == (52_224_000_000, 56 * GB)
+    assert round(payloads.used_pct, 1) == 86.9
+    assert (by["redis-queue-1 backlog age"].planned, by["redis-queue-1 backlog age"].limit) == (
+        10, 60)
+    # The machine: 56 GiB twice (a persistence fork) + 256 MiB of its 128 GiB.
+    assert (by["redis-queue-1 redis"].planned, by["redis-queue-1 redis"].limit) == (
+        112 * GB + 256 * MB, 128 * GB)
+    assert not r.over
+    # Thirty minutes at peak, the default, would need 146 GiB: more than this machine holds.
+    assert backlog_bytes(5000, 16 * 1024, 30) == 156_672_000_000

@@ -27,10 +27,10 @@ def test_web_runs_one_container_per_process_each_on_its_own_port(ref):
     assert docker.run(specs[0]) == (
         "docker run --detach --name sentry-web-1 --network host --restart unless-stopped "
         "--stop-timeout 30 --log-opt max-size=50m --log-opt max-file=3 "
-        "--label sentryfab.role=web --label sentryfab.version=24.1.0 "
+        "--label sentryfab.role=web --label sentryfab.version=9.1.2 "
         "--label sentryfab.config=abc --label sentryfab.index=1 "
         "--volume /etc/sentryfab/web:/etc/sentryfab/web:ro "
-        "getsentry/sentry:24.1.0 sentry --config /etc/sentryfab/web run web "
+        "sentry:9.1.2 sentry --config /etc/sentryfab/web run web "
         "--bind 10.20.1.11:9000 --workers 1"
     )
 

@@ -144,3 +144,94 @@ def test_reference_inventory_is_the_design_deployment():
     assert inv.role_vars("web")["processes"] == 8
     assert inv.role_vars("worker")["processes"] == 4
     assert inv.ssh.jump == "ops@bastion.sentry.example.net"
+
+
+# --- which Sentry ---------------------------------------------------------------------------
+
+SENTRY_ROLES_AT = """\
+roles:
+  web: {image: sentry, tag: "%s"}
+  worker: {image: getsentry/sentry, tag: "%s"}
+  cron: {image: sentry, tag: "9.1.2"}
+hosts:
+  web-1: {address: 10.0.0.1, roles: [web]}
+  worker-1: {address: 10.0.0.2, roles: [worker, cron], vars: {tag: "%s"}}
+  redis-1: {address: 10.0.0.3, roles: [redis-cache, redis-queue]}
+  db-1: {address: 10.0.0.4, roles: [db, pgbouncer]}
+"""
+PIN = 'sentryfab runs Sentry up to 9.1.2: use tag: "9.1.2"'
+
+
+@pytest.mark.parametrize("tag", ["9.1.2", "9.1.1", "9.1.2-lab2", "9", "8.22.0", "1"])
+def test_sentry_up_to_9_passes(write_inventory, tag):
+    inv = inventory.load(write_inventory(SENTRY_ROLES_AT % (tag, tag, tag)))
+    assert inv.role_vars("web")["tag"] == tag
+
+
+def test_sentry_10_or_later_is_refused_where_it_is_written(write_inventory):
+    text = SENTRY_ROLES_AT % ("10.0.0", "24.1.0", "latest")
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:2: roles/web/tag: Sentry 10.0.0 needs Kafka, Snuba, ClickHouse and "
+        "Symbolicator, roles sentryfab does not manage. " + PIN,
+        "hosts.yaml:3: roles/worker/tag: Sentry 24.1.0 needs Relay, Kafka, Snuba, ClickHouse "
+        "and Symbolicator, roles sentryfab does not manage. " + PIN,
+        "hosts.yaml:7: hosts/worker-1/vars/tag: Sentry image tag 'latest' names no release: it "
+        "moves, and on getsentry/sentry it is the newest, which needs Relay, Kafka, Snuba, "
+        "ClickHouse and Symbolicator, roles sentryfab does not manage. " + PIN,
+    ]
+    with pytest.raises(InventoryError) as e:
+        inventory.load(write_inventory(text))
+    assert e.value.exit_code == 2
+
+
+def test_the_tag_rule_is_for_sentry_roles_only(write_inventory):
+    inv = inventory.load(write_inventory(
+        MINIMAL + "roles:\n  redis-cache: {image: redis, tag: '24.1'}\n  db: {tag: latest}\n"))
+    assert inv.role_vars("db")["tag"] == "latest"
+
+
+@pytest.mark.parametrize(("tag", "refused"), [
+    ("v10.1", True), ("10", True), ("20.6.0", True), ("NIGHTLY", True), ("9.1.2-onbuild", False),
+    ("cc0f0ce", False), ("9.1", False),
+])
+def test_sentry_release_problem(tag, refused):
+    assert (inventory.sentry_release_problem(tag) is not None) == refused
+
+
+def test_the_sentry_section_is_checked(write_inventory):
+    text = MINIMAL + """\
+sentry:
+  url: https://sentry.example.net/
+  single_organisation: true
+  mail: {port: 99999, use_tls: "yes"}
+"""
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:10: sentry/single_organisation: unknown key "
+        "(did you mean 'single_organization'?)",
+        "hosts.yaml:9: sentry/url: must be the address users reach Sentry at, like "
+        "https://sentry.example.net (no trailing /), got 'https://sentry.example.net/'",
+        "hosts.yaml:11: sentry/mail/port: must be a port number 1-65535, got 99999",
+        "hosts.yaml:11: sentry/mail/use_tls: must be true or false",
+        "hosts.yaml:11: sentry/mail: missing 'host:' (the SMTP server Sentry sends through)",
+    ]
+
+
+def test_the_reference_pins_sentry_9_1_2():
+    inv = inventory.load(REPO / "hosts.yaml")
+    assert {r: (inv.role_vars(r)["image"], inv.role_vars(r)["tag"])
+            for r in ("web", "worker", "cron")} == {r: ("sentry", "9.1.2")
+                                                     for r in ("web", "worker", "cron")}
+
+
+def test_the_backlog_plan_vars_are_checked(write_inventory):
+    text = MINIMAL + ("roles:\n  redis-queue: {events_per_second: 5k, backlog_minutes: 0, "
+                      "event_size: 16 kilobytes}\n")
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:9: roles/redis-queue/events_per_second: must be a positive number, "
+        "got '5k'",
+        "hosts.yaml:9: roles/redis-queue/backlog_minutes: must be a positive number, got 0",
+        "hosts.yaml:9: roles/redis-queue/event_size: must be a size like 16kb, "
+        "got '16 kilobytes'",
+    ]
+    ok = MINIMAL + "roles:\n  redis-queue: {events_per_second: 2.5, event_size: 20KB}\n"
+    assert inventory.load(write_inventory(ok)).role_vars("redis-queue")["event_size"] == "20KB"

@@ -99,12 +99,12 @@ ssh:
   connect_timeout: 5
 secrets: secrets.yaml
 roles:
-  web: {image: lab/sentry, tag: '1', processes: 2, threads: 4, health_timeout: 20}
-  worker: {image: lab/sentry, tag: '1', processes: 2, concurrency: 1}
-  cron: {image: lab/sentry, tag: '1'}
-  redis-cache: {image: lab/base, tag: '1'}
-  redis-queue: {image: lab/base, tag: '1', queue_keys: ['sentry-lab:queue'], \
-heartbeat_pattern: 'sentry-lab:worker:*'}
+  web: {image: lab/sentry, tag: 9.1.2, processes: 2, threads: 4, health_timeout: 120, \
+keep_images: 20}
+  worker: {image: lab/sentry, tag: 9.1.2, processes: 2, concurrency: 1, keep_images: 20}
+  cron: {image: lab/sentry, tag: 9.1.2, keep_images: 20}
+  redis-cache: {image: lab/base, tag: '1', maxmemory: 64mb}
+  redis-queue: {image: lab/base, tag: '1'}
   db: {image: lab/base, tag: '1', synchronous: true}
   pgbouncer: {image: lab/base, tag: '1'}
   nginx: {image: lab/base, tag: '1'}
@@ -131,7 +131,8 @@ def test_inventory_yaml_loads_back_to_the_data():
     hosts = lab_hosts(5)
     data = yaml.safe_load(inventory_yaml(hosts))
     assert data == inventory(hosts)
-    assert data["roles"]["web"]["tag"] == "1"  # a string, not the integer 1
+    assert data["roles"]["db"]["tag"] == "1"  # a string, not the integer 1
+    assert data["roles"]["web"]["tag"] == "9.1.2"  # the real Sentry
     assert list(data["hosts"])[-1] == "scale-5"
 
 

@@ -55,3 +55,15 @@ def test_a_scale_of_part_of_a_role_is_refused_before_anything_is_touched():
     assert ("web.scale sets roles.web.processes, which every web host follows, but the "
             "selection leaves out web-3, web-4") in proc.stderr
     assert "give those hosts their own 'processes' in their vars first" in proc.stderr
+
+
+def test_a_tag_of_sentry_10_or_later_is_refused_before_anything_connects():
+    """--tag goes through the inventory's own rule (the reference hosts are unreachable
+    from here: reaching any of them would fail differently)."""
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(REFERENCE)}
+    for tag, needs in (("24.1.0", "Relay"), ("10.0.0", "Kafka")):
+        proc = subprocess.run([FAB, "deploy.web", "--tag", tag], capture_output=True,
+                              text=True, env=env, timeout=60)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"--tag {tag}: Sentry {tag} needs" in proc.stderr and needs in proc.stderr
+        assert 'sentryfab runs Sentry up to 9.1.2: use tag: "9.1.2"' in proc.stderr

@@ -46,6 +46,8 @@ def test_units():
     assert fmt(0.4, "s") == "0.4 s" and fmt(48, "s") == "48 s"
     assert fmt(250.4, "ms") == "250 ms" and fmt(-3.5, "per_s") == "-3.5/s"
     assert fmt(2000, "per_s") == "+2000/s" and fmt(None, "pct") == "-"
+    assert [fmt(v, "duration") for v in (0, 12.2, 119, 754.5, 1800, 7199, 9000)] == [
+        "0 s", "12 s", "119 s", "13 min", "30 min", "120 min", "2.5 h"]
 
 
 def test_defaults_then_top_level_then_role_then_host():
@@ -195,6 +197,51 @@ def test_one_line_per_problem_hosts_with_the_same_one_share_it():
         "lab: 11 hosts, 0 ok, 11 critical; primary db-1; 1 cron (worker-1); queue 0; CRITICAL "
         "in 0.50 s")
     assert report.exit_code == 2
+
+
+def _backlog_report() -> StatusReport:
+    i = inv()
+    outputs = {**HEALTHY, "redis-queue-1": "redis-queue-1-backlog"}
+    statuses = [check(i, h, text(n)) for h, n in outputs.items()]
+    return StatusReport("lab", statuses, cluster.analyse(i, statuses), 0.5, 1000.0)
+
+
+def test_backlog_age_in_the_queue_line_the_summary_json_and_statsd():
+    report = _backlog_report()
+    queue = next(h for h in report.hosts if h.host.name == "redis-queue-1")
+    assert status_ui.role_figures(queue, "redis-queue") == (
+        "payloads 1.6 MB of 2.1 GB (0.07%), 22 clients, queue 7, backlog age 13 min")
+    assert status_ui.summary(report).plain == (
+        "lab: 11 hosts, 10 ok, 1 warning; primary db-1; 1 cron (worker-1); queue 7, backlog "
+        "age 13 min; WARNING in 0.50 s")
+    rec = report.as_record()
+    assert rec["cluster_findings"]["backlog_age_s"] == 754.5
+    [q] = [h for h in rec["hosts"] if h["host"] == "redis-queue-1"]
+    assert (q["metrics"]["redis-queue"]["backlog_age_s"],
+            q["metrics"]["redis-queue"]["holds_payloads"]) == (754.5, 1)
+    assert q["problems"][0]["metric"] == "backlog_age_s" and q["problems"][0]["limit"] == 300
+    lines = statsd.gauge_lines(report)
+    assert "sentryfab.redis-queue.redis-queue-1.backlog_age_s:754.5|g" in lines
+    assert "sentryfab.cluster.lab.backlog_age_s:754.5|g" in lines
+    # An idle queue says nothing of it.
+    healthy = next(h for h in _report().hosts if h.host.name == "redis-queue-1")
+    assert status_ui.role_figures(healthy, "redis-queue") == (
+        "payloads 1.6 MB of 2.1 GB (0.08%), 26 clients, queue 0")
+
+
+def test_the_redis_queue_view_shows_each_queue_s_oldest_task():
+    from rich.console import Console
+
+    from sentryfab.ui import status_roles
+
+    console = Console(width=200, record=True)
+    console.print(status_roles.detail(_backlog_report(), "redis-queue"))
+    shown = [" ".join(ln.split()) for ln in console.export_text().splitlines()]
+    for row in ["holds event payloads yes", "policy noeviction", "backlog age 13 min",
+                "events.preprocess_event 3 (oldest 13 min)",
+                "events.process_event 1 (oldest unknown)", "events.save_event 2 (oldest 12 s)",
+                "default 0", "events.reprocessing.process_event 1"]:
+        assert row in shown, row
 
 
 def test_summary_of_a_healthy_round():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sentryfab import inventory
 from sentryfab.inventory import Host
-from sentryfab.status import cluster, parsers
+from sentryfab.status import cluster, parsers, thresholds
 from sentryfab.status.checks import Answer, evaluate_host, unreachable
 from sentryfab.status.model import HostStatus
 
@@ -141,9 +141,63 @@ def test_redis_queue_memory_against_a_lowered_level():
     i = inv(redis_queue="{memory_pct: [0.01, 50]}")
     st = check(i, "redis-queue-1", text("redis-queue-1"))
     m = st.metrics["redis-queue"]
-    assert m["maxmemory"] == 2147483648 and m["memory_pct"] == 0.08
-    assert messages(st) == [("warning", "memory (1.6 MB of maxmemory 2.1 GB) 0.08% "
-                                        "(warning > 0.01%)")]
+    assert m["maxmemory"] == 2147483648 and m["memory_pct"] == 0.08 and m["holds_payloads"] == 1
+    assert messages(st) == [("warning", "payload memory (1.6 MB of maxmemory 2.1 GB) 0.08% "
+                                        "(warning > 0.01%): when full, web refuses new events")]
+
+
+def with_memory(name: str, used: int) -> str:
+    return text(name).replace("used_memory:1641000", f"used_memory:{used}")
+
+
+def test_payload_memory_levels():
+    # 2 GiB maxmemory: 70% and 85% of it are the default levels on a payload Redis.
+    gib2 = 2147483648
+    for used, expected in [
+        (int(gib2 * 0.69), []),
+        (int(gib2 * 0.75), [("warning", "payload memory (1.6 GB of maxmemory 2.1 GB) 75% "
+                                        "(warning > 70%): when full, web refuses new events")]),
+        (int(gib2 * 0.90), [("critical", "payload memory (1.9 GB of maxmemory 2.1 GB) 90% "
+                                         "(critical > 85%): when full, web refuses new events")]),
+    ]:
+        assert messages(check(inv(), "redis-queue-1", with_memory("redis-queue-1", used))) \
+            == expected, used
+    # The cache is full by design: no level on its memory.
+    cache = text("redis-cache-1")
+    used = next(ln for ln in cache.splitlines() if ln.startswith("used_memory:"))
+    full = cache.replace(used, "used_memory:1073741824")
+    st = check(inv(), "redis-cache-1", full)
+    assert st.metrics["redis-cache"]["memory_pct"] == 100.0 and messages(st) == []
+    assert st.metrics["redis-cache"]["holds_payloads"] == 0
+
+
+def test_payload_levels_win_over_the_role_s_defaults_and_lose_to_the_inventory():
+    i = inv()
+    assert thresholds.levels(i, i.host("redis-queue-1"), "redis-queue")["memory_pct"] == (70, 85)
+    assert thresholds.levels(i, i.host("redis-cache-1"), "redis-cache").get("memory_pct") is None
+    i = inv(redis_queue="{memory_pct: [80, 95]}")
+    assert thresholds.levels(i, i.host("redis-queue-1"), "redis-queue")["memory_pct"] == (80, 95)
+
+
+def test_a_payload_redis_that_may_evict_is_critical():
+    lru = text("redis-queue-1").replace("maxmemory_policy:noeviction",
+                                        "maxmemory_policy:allkeys-lru")
+    assert messages(check(inv(), "redis-queue-1", lru)) == [
+        ("critical", "maxmemory-policy allkeys-lru on a Redis holding event payloads: when "
+                     "full it evicts accepted events (set noeviction)")]
+    volatile = lru.replace("allkeys-lru", "volatile-ttl")
+    assert [s for s, _ in messages(check(inv(), "redis-queue-1", volatile))] == ["critical"]
+    # The cache's allkeys-lru is its job.
+    assert "maxmemory_policy:allkeys-lru" in text("redis-cache-1")
+    assert messages(check(inv(), "redis-cache-1", text("redis-cache-1"))) == []
+
+
+def test_a_payload_redis_without_maxmemory_grows_until_killed():
+    unlimited = text("redis-queue-1").replace("maxmemory:2147483648", "maxmemory:0")
+    st = check(inv(), "redis-queue-1", unlimited)
+    assert st.metrics["redis-queue"]["memory_pct"] is None
+    assert messages(st) == [("warning", "no maxmemory on a Redis holding event payloads: a "
+                                        "backlog grows it until the kernel kills it")]
 
 
 def test_queue_length_and_growth_since_the_last_sample():
@@ -159,14 +213,72 @@ def test_queue_length_and_growth_since_the_last_sample():
                                          "(critical > +1000/s)")]
 
 
-def test_any_eviction_on_the_queue_is_critical():
+def test_any_eviction_on_the_payload_redis_is_critical():
     evicted = text("redis-queue-1").replace("evicted_keys:0", "evicted_keys:3")
     assert messages(check(inv(), "redis-queue-1", evicted)) == [
-        ("critical", "evicted keys since Redis started 3 (critical > 0): queued events were "
-                     "dropped")]
-    # On the cache, eviction is its job.
-    assert messages(check(inv(), "redis-cache-1", text("redis-cache-1").replace(
-        "evicted_keys:0", "evicted_keys:3"))) == []
+        ("critical", "payloads evicted since Redis started 3 (critical > 0): accepted events "
+                     "lost (preprocess.failed.empty)")]
+    # Since the last check or not: the loss stays on screen until Redis is restarted.
+    prev = {"t": 990.0, "redis": {"redis-queue": {"evicted": 3, "rejected": 0}}}
+    st = check(inv(), "redis-queue-1", evicted, prev)
+    assert [s for s, _ in messages(st)] == ["critical"]
+    assert st.metrics["redis-queue"]["evicted_since_last"] == 0
+
+
+def test_evictions_on_the_cache_are_a_warning_while_they_happen():
+    cache = text("redis-cache-1")
+    evicting = cache.replace("evicted_keys:0", "evicted_keys:424936")
+    # A first look has nothing to compare with: evictions long ago are no news.
+    st, sample = evaluate_host(inv(), inv().host("redis-cache-1"), answer(cache), None, 1000)
+    assert messages(st) == [] and sample["redis"]["redis-cache"]["evicted"] == 0
+    st = check(inv(), "redis-cache-1", evicting, sample, now=1010)
+    assert st.metrics["redis-cache"]["evicted_since_last"] == 424936
+    assert messages(st) == [
+        ("warning", "keys evicted since last check 424936 (warning > 0): the cache is smaller "
+                    "than what Sentry keeps in it; events are lost if payloads are still "
+                    "stored here")]
+    # The same count on the payload Redis is an event loss.
+    queue = text("redis-queue-1").replace("evicted_keys:0", "evicted_keys:424936")
+    assert messages(check(inv(), "redis-queue-1", queue)) == [
+        ("critical", "payloads evicted since Redis started 424936 (critical > 0): accepted "
+                     "events lost (preprocess.failed.empty)")]
+
+
+def test_backlog_age_of_the_oldest_task():
+    st = check(inv(), "redis-queue-1", text("redis-queue-1-backlog"))
+    m = st.metrics["redis-queue"]
+    assert (m["queue_length"], m["backlog_age_s"]) == (7, 754.5)
+    assert st.facts["backlog"] == {"events.preprocess_event": 754.5,
+                                   "events.process_event": None, "events.save_event": 12.2}
+    assert messages(st) == [
+        ("warning", "backlog age of events.preprocess_event 13 min (warning > 5 min): workers "
+                    "are behind; an event's payload expires 60 min after it was accepted")]
+    assert st.notes == ["backlog age of events.process_event unknown: its oldest message is "
+                        "not a Celery task with a start_time"]
+    st = check(inv(redis_queue="{backlog_age_s: [60, 600]}"), "redis-queue-1",
+               text("redis-queue-1-backlog"))
+    assert [s for s, _ in messages(st)] == ["critical"]
+
+
+def test_backlog_age_is_measured_on_the_queue_host_s_clock():
+    # The operator's clock (`now`) is a day off: the age is the same.
+    a = check(inv(), "redis-queue-1", text("redis-queue-1-backlog"), now=1000.0)
+    b = check(inv(), "redis-queue-1", text("redis-queue-1-backlog"), now=1795841791.0)
+    assert a.metrics["redis-queue"]["backlog_age_s"] == \
+        b.metrics["redis-queue"]["backlog_age_s"] == 754.5
+
+
+def test_backlog_age_of_empty_queues_is_0_and_of_unreadable_ones_unknown():
+    st = check(inv(), "redis-queue-1", text("redis-queue-1-celery-keys"))
+    assert st.metrics["redis-queue"]["backlog_age_s"] == 0.0 and st.facts["backlog"] == {}
+    assert messages(st) == [] and st.notes == []
+    only_unreadable = text("redis-queue-1-celery-keys").replace(
+        "@llen events.process_event\n0\n",
+        '@llen events.process_event\n1\n@oldest events.process_event\n{"body": "gAJ9\n\n')
+    st = check(inv(), "redis-queue-1", only_unreadable)
+    assert st.metrics["redis-queue"]["backlog_age_s"] is None
+    assert st.facts["backlog"] == {"events.process_event": None}
+    assert messages(st) == [] and len(st.notes) == 1
 
 
 def test_rejected_connections_count_since_the_last_sample():

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import pickle
+import struct
 from pathlib import Path
 
 import pytest
 
-from sentryfab.status import parsers
+from sentryfab.status import parsers, pipeline
 
 DATA = Path(__file__).parent / "data" / "status"
 
@@ -126,7 +130,135 @@ def test_redis_celery_queue_keys():
     assert f.lengths == {"default": 0, "events.preprocess_event": 0, "events.process_event": 0,
                          "events.save_event": 0, "events.symbolicate_event": 0,
                          "post_process_errors": 0}
-    assert f.heartbeats is None
+    assert f.heartbeats is None and f.oldest == {}
+
+
+# -- Celery messages on the queue Redis: when was the oldest task's event accepted --------------
+
+def envelope(body: object, pickled: bytes | None = None, **changes: object) -> str:
+    """A task message as kombu 3.0's Redis transport pushes it: JSON, the body base64."""
+    raw = pickled if pickled is not None else pickle.dumps(body, protocol=2)
+    env = {"body": base64.b64encode(raw).decode(), "headers": {},
+           "content-type": "application/x-python-serialize", "content-encoding": "binary",
+           "properties": {"body_encoding": "base64", "delivery_mode": 2,
+                          "delivery_info": {"priority": 0, "exchange": "events.save_event",
+                                            "routing_key": "events.save_event"},
+                          "delivery_tag": "2c2f4a8e-94a7-4a2b-9a8a-0b6c4d3e2f10"}}
+    env.update(changes)
+    return json.dumps(env)
+
+
+TASK = {"task": "sentry.tasks.store.preprocess_event",
+        "id": "6f1f3c1e-5d0c-4a51-9c6b-2f1e0f7d9a01", "args": [], "eta": None,
+        "kwargs": {"cache_key": "e:4f2d8b0c:1", "start_time": 1764445000.12,
+                   "event_id": "4f2d8b0c"}}
+
+#: TASK as Python 2.7.18's cPickle.dumps(TASK, 2) writes it (str keys are SHORT_BINSTRING,
+#: the unicode values BINUNICODE, every object memoized with BINPUT), printed there by repr().
+PY2_TASK = (
+    b"\x80\x02}q\x01(U\x06kwargsq\x02}q\x03(U\x08event_idq\x04X\x08\x00\x00\x004f2d8b0cq\x05"
+    b"U\nstart_timeq\x06GA\xdaJ\xd2\xd2\x07\xae\x14U\tcache_keyq\x07X\x0c\x00\x00\x00"
+    b"e:4f2d8b0c:1q\x08uU\x04taskq\tU#sentry.tasks.store.preprocess_eventq\nU\x02idq\x0bU$"
+    b"6f1f3c1e-5d0c-4a51-9c6b-2f1e0f7d9a01q\x0cU\x04argsq\r]U\x03etaq\x0eNu."
+)
+
+
+def py2_pickle() -> bytes:
+    """PY2_TASK built opcode by opcode, in the order cPickle walks Python 2's dicts."""
+    memo = iter(range(1, 100))
+
+    def put() -> bytes:
+        return pickle.BINPUT + bytes([next(memo)])
+
+    def s(text: str) -> bytes:   # a Python 2 str
+        return pickle.SHORT_BINSTRING + bytes([len(text)]) + text.encode() + put()
+
+    def u(text: str) -> bytes:   # a Python 2 unicode
+        return pickle.BINUNICODE + struct.pack("<I", len(text)) + text.encode() + put()
+
+    return b"".join([
+        pickle.PROTO, b"\x02", pickle.EMPTY_DICT, put(), pickle.MARK,
+        s("kwargs"), pickle.EMPTY_DICT, put(), pickle.MARK,
+        s("event_id"), u("4f2d8b0c"),
+        s("start_time"), pickle.BINFLOAT, struct.pack(">d", 1764445000.12),
+        s("cache_key"), u("e:4f2d8b0c:1"), pickle.SETITEMS,
+        s("task"), s("sentry.tasks.store.preprocess_event"),
+        s("id"), s("6f1f3c1e-5d0c-4a51-9c6b-2f1e0f7d9a01"),
+        s("args"), pickle.EMPTY_LIST, s("eta"), pickle.NONE, pickle.SETITEMS, pickle.STOP])
+
+
+def test_a_python_2_pickle_built_by_hand_is_what_cpickle_writes():
+    assert py2_pickle() == PY2_TASK
+    assert pickle.loads(PY2_TASK) == TASK  # our own test data: safe to unpickle here
+
+
+def test_start_time_of_a_python_2_task_message():
+    assert pipeline.pickled_number(PY2_TASK, "start_time") == 1764445000.12
+    assert pipeline.enqueued_at(envelope(None, PY2_TASK)) == 1764445000.12
+
+
+def test_start_time_of_python_3_pickles_of_every_protocol():
+    for protocol in range(0, pickle.HIGHEST_PROTOCOL + 1):
+        raw = pickle.dumps(TASK, protocol=protocol)
+        assert pipeline.pickled_number(raw, "start_time") == 1764445000.12, protocol
+    assert pipeline.enqueued_at(envelope(TASK)) == 1764445000.12
+
+
+def test_a_key_pickled_twice_is_found_through_the_memo():
+    # The second 'start_time' is a BINGET of the first (pickle memoizes the one string); the
+    # first one's value is None: not the time, look further.
+    key = "start_time"
+    body = {"a": {key: None}, "b": {key: 1764445000.5}}
+    raw = pickle.dumps(body, protocol=2)
+    assert raw.count(b"start_time") == 1 and pickle.BINGET in raw
+    assert pipeline.pickled_number(raw, key) == 1764445000.5
+
+
+def test_a_message_that_cannot_be_read_is_unknown_never_an_error():
+    whole = envelope(TASK)
+    cut = {**json.loads(whole), "body": base64.b64encode(pickle.dumps(TASK, 2)[:60]).decode()}
+    for element in [
+        whole[:80],                                         # cut by head -c
+        json.dumps(cut),                                    # a pickle cut short
+        envelope(None, b"\x80\x02\xff\xfe"),                # not a pickle
+        json.dumps({**json.loads(whole), "body": "!!"}),    # not base64
+        envelope({"kwargs": {"start_time": None}}),         # no time
+        envelope({"kwargs": {"start_time": True}}),         # not a time
+        envelope({"kwargs": {"start_time": "1764445000"}}), # a string, not a number
+        envelope({"kwargs": {}}),
+        envelope(TASK, **{"content-type": "application/x-msgpack"}),
+        "sentry-lab:event:1234",                            # not a Celery message
+        "AUTH failed: WRONGPASS invalid username-password pair",
+        "[1, 2]", "null", "",
+    ]:
+        assert pipeline.enqueued_at(element) is None, element
+
+
+def test_a_json_serialized_task_message():
+    # Celery's json serializer, protocol 1 (a dict) and protocol 2 ([args, kwargs, embed]).
+    for body in (TASK, [[], TASK["kwargs"], {}]):
+        raw = json.dumps(body).encode()
+        assert pipeline.enqueued_at(envelope(None, raw, **{"content-type":
+                                                           "application/json"})) == \
+            1764445000.12
+
+
+def test_backlog_with_python_2_messages_an_unreadable_one_and_empty_queues():
+    f = parsers.redis(lines("redis-queue-1-backlog", "redis redis-queue"))
+    assert f.lengths == {"default": 0, "events.preprocess_event": 3, "events.process_event": 1,
+                         "events.save_event": 2, "events.reprocessing.preprocess_event": 0,
+                         "events.reprocessing.process_event": 1}
+    now = 1795755391.678142536  # the fixture's end, on the host's clock
+    # Empty queues (and one drained between LLEN and LINDEX) have no oldest message.
+    assert f.oldest == {"events.preprocess_event": pytest.approx(now - 754.5),
+                        "events.process_event": None,
+                        "events.save_event": pytest.approx(now - 12.25)}
+    assert parsers.backlog_ages(f, now) == {"events.preprocess_event": 754.5,
+                                            "events.process_event": None,
+                                            "events.save_event": 12.2}
+    assert f.errors == () and f.info["maxmemory_policy"] == "noeviction"
+    # A host clock behind the web hosts' gives 0, not a negative age.
+    assert parsers.backlog_ages(f, now - 3600)["events.save_event"] == 0.0
 
 
 def test_redis_wrong_password_is_no_info_and_says_why():

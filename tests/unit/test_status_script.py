@@ -116,8 +116,11 @@ def test_redis_queue_fact(tiny):
                              "SFB_SECRET_0")
     cli = "redis-cli --no-auth-warning -h 10.0.0.14 -p 6379"
     inner = (f'REDISCLI_AUTH="$(cat)"; export REDISCLI_AUTH; {cli} INFO; '
-             f"echo '@llen q1'; {cli} LLEN q1; "
-             f"echo '@llen odd key'; {cli} LLEN 'odd key'; "
+             f"""echo '@llen q1'; n=$({cli} LLEN q1); echo "$n"; if [ "$n" != 0 ]; then """
+             f"echo '@oldest q1'; {cli} LINDEX q1 -1 | head -c 65536; echo; fi; "
+             f"""echo '@llen odd key'; n=$({cli} LLEN 'odd key'); echo "$n"; """
+             f"""if [ "$n" != 0 ]; then echo '@oldest odd key'; {cli} LINDEX 'odd key' -1 | """
+             "head -c 65536; echo; fi; "
              f"echo '@scan hb:*'; {cli} --scan --pattern 'hb:*' | wc -l")
     assert fact.text() == (
         "echo '@@ redis redis-queue'; "
@@ -133,7 +136,51 @@ def test_queue_keys_default_to_sentry_s_celery_queues(tiny, write_inventory):
         "bare.yaml"))
     assert script.queue_keys(bare) == ["default", "events.preprocess_event",
                                        "events.process_event", "events.save_event",
-                                       "events.symbolicate_event", "post_process_errors"]
+                                       "events.reprocessing.preprocess_event",
+                                       "events.reprocessing.process_event"]
+
+
+#: A stand-in redis-cli for the shell test below: INFO, LLEN and LINDEX of a fixed list
+#: 'q1' (its oldest element a message), 'q2' empty, 'q3' said non-empty by LLEN but drained
+#: before LINDEX (nil prints an empty line, as redis-cli does when not on a terminal).
+FAKE_REDIS_CLI = r"""#!/bin/sh
+[ "$REDISCLI_AUTH" = "s3cret" ] || { echo "AUTH failed: WRONGPASS" >&2; exit 1; }
+echo "$*" >> "$CALLS"
+shift 5
+case "$1 $2" in
+  "INFO ") printf 'role:master
+maxmemory_policy:noeviction
+' ;;
+  "LLEN q1") echo 2 ;; "LLEN q2") echo 0 ;; "LLEN q3") echo 1 ;;
+  "LINDEX q1") printf '%s
+' "$OLDEST" ;;
+  "LINDEX q3") echo ;;
+esac
+"""
+
+
+def test_the_queue_fact_runs_in_a_shell_and_parses(tmp_path, write_inventory):
+    from .test_status_parsers import envelope
+
+    i = inventory.load(write_inventory(TINY.replace(
+        'queue_keys: [q1, "odd key"], heartbeat_pattern: "hb:*"', "queue_keys: [q1, q2, q3]")))
+    fact = script.redis_fact(i, i.host("queue-1"), "redis-queue", "c", "SFB_SECRET_0")
+    inner = shlex.split(fact.command.split(" | ", 1)[1])[-1]  # what runs inside the container
+    fake = tmp_path / "redis-cli"
+    fake.write_text(FAKE_REDIS_CLI)
+    fake.chmod(0o755)
+    oldest = envelope({"task": "t", "kwargs": {"start_time": 1764445000.25}})
+    done = subprocess.run(["sh", "-c", inner], input="s3cret", capture_output=True, text=True,
+                          check=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin",
+                                           "CALLS": str(tmp_path / "calls"), "OLDEST": oldest})
+    f = parsers.redis(tuple(done.stdout.splitlines()))
+    assert f.info == {"role": "master", "maxmemory_policy": "noeviction"}
+    assert f.lengths == {"q1": 2, "q2": 0, "q3": 1}
+    assert f.oldest == {"q1": 1764445000.25} and f.errors == ()
+    # One LLEN per queue; LINDEX only where LLEN saw a backlog.
+    assert [c.split()[5:] for c in (tmp_path / "calls").read_text().splitlines()] == [
+        ["INFO"], ["LLEN", "q1"], ["LINDEX", "q1", "-1"], ["LLEN", "q2"], ["LLEN", "q3"],
+        ["LINDEX", "q3", "-1"]]
 
 
 def test_pgbouncer_fact(tiny):

@@ -9,9 +9,11 @@ from ..inventory import Host, Inventory
 
 #: Settings every role starts from; `roles:` in the inventory, then a host's `vars:`, win.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
-    "web": {"processes": 8, "threads": 4, "base_port": 9000, "uid": 999},
-    "worker": {"processes": 4, "concurrency": 4, "uid": 999},
-    "cron": {"uid": 999},
+    # The official image of the last Sentry release sentryfab runs (inventory.py refuses 10+).
+    "web": {"image": "sentry", "tag": "9.1.2", "processes": 8, "threads": 4, "base_port": 9000,
+            "uid": 999},
+    "worker": {"image": "sentry", "tag": "9.1.2", "processes": 4, "concurrency": 4, "uid": 999},
+    "cron": {"image": "sentry", "tag": "9.1.2", "uid": 999},
     "nginx": {"port": 80, "worker_processes": "auto", "worker_connections": 4096,
               "max_fails": 2, "fail_timeout": 10, "uid": 0},
     "pgbouncer": {"port": 6432, "pool_mode": "transaction", "max_client_conn": 2000,
@@ -19,8 +21,11 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
                   "uid": 101},
     "redis-cache": {"port": 6379, "maxmemory": "1gb", "maxclients": 10000,
                     "tcp_backlog": 4096, "timeout": 300, "tcp_keepalive": 60, "uid": 100},
+    # backlog_minutes and event_size size it for events waiting for a worker, at the
+    # inventory's events_per_second (plans/capacity.py).
     "redis-queue": {"port": 6379, "maxmemory": "2gb", "maxclients": 10000,
-                    "tcp_backlog": 4096, "timeout": 0, "tcp_keepalive": 60, "uid": 100},
+                    "tcp_backlog": 4096, "timeout": 0, "tcp_keepalive": 60, "uid": 100,
+                    "backlog_minutes": 30, "event_size": "16kb"},
     "db": {"port": 5432, "max_connections": 200, "superuser_reserved_connections": 3,
            "shared_buffers": "256MB", "work_mem": "4MB", "max_wal_senders": 10,
            "max_replication_slots": 10, "wal_keep_size": "1GB", "max_slot_wal_keep_size": "10GB",
@@ -28,6 +33,35 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 SENTRY_DB = {"name": "sentry", "user": "sentry"}
+
+#: The SMTP port when the inventory names a mail host but no port: submission with STARTTLS
+#: if use_tls, else plain SMTP.
+MAIL_PORTS = {True: 587, False: 25}
+
+
+def site(inv: Inventory) -> dict[str, Any]:
+    """The cluster-wide Sentry settings of the inventory's `sentry:` section, with defaults."""
+    raw = dict(inv.extra.get("sentry") or {})
+    url = str(raw.get("url") or "")
+    mail = dict(raw.get("mail") or {})
+    use_tls = bool(mail.get("use_tls", False))
+    return {
+        "url": url,
+        "https": url.startswith("https://"),
+        "admin_email": str(raw.get("admin_email") or ""),
+        "single_organization": bool(raw.get("single_organization", True)),
+        "mail": {
+            "host": str(mail.get("host") or ""),
+            "port": int(mail.get("port") or MAIL_PORTS[use_tls]),
+            "use_tls": use_tls,
+            "username": str(mail.get("username") or ""),
+            "from": str(mail.get("from") or f"sentry@{_domain(url) or 'localhost'}"),
+        },
+    }
+
+
+def _domain(url: str) -> str:
+    return url.partition("://")[2].partition("/")[0].partition(":")[0]
 
 
 @dataclass(frozen=True)
@@ -132,5 +166,6 @@ def build(inv: Inventory, host: Host, role: str, state: ClusterState,
         "topology": topology(inv, state),
         "pgbouncer": pgbouncer_for(inv, host),
         "statsd": statsd(inv),
+        "site": site(inv),
         "web_ports": web_ports(inv, host) if host.has("web") else [],
     }

@@ -5,8 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import jinja2
 
@@ -104,6 +106,50 @@ def _add_secret_helpers(env: jinja2.Environment, secrets: Secrets) -> None:
     env.globals["secret"] = secrets.get
     env.filters["scram_sha256"] = lambda pw, user: secrets.register(scram_sha256(pw, user))
     env.filters["md5_auth"] = lambda pw, user: secrets.register(md5_auth(pw, user))
+
+    # A secret written in an escaped form (a quote, a backslash, an '&' in a password) is no
+    # longer the secret verbatim: the escaped form is registered too, so mask() finds it.
+    def escaped(fn):
+        def filt(value: object) -> str:
+            text = str(value)
+            out = fn(text)
+            inner = out[out.index('"') + 1:-1] if out.endswith('"') else out
+            if inner != text:
+                secrets.register(inner)
+            return out
+        return filt
+
+    env.filters["pystr"] = escaped(py_literal)
+    env.filters["yamlstr"] = escaped(yaml_literal)
+    env.filters["urlquote"] = escaped(lambda text: quote(text, safe=""))
+
+
+def py_literal(text: str) -> str:
+    """A Python string literal that is the same text to Python 2.7 (Sentry 9's) and to 3.
+
+    json.dumps (Jinja's tojson) is not: Python 2 reads "\\u0026" in a plain literal as six
+    characters. ASCII goes in a plain literal with \\xNN escapes (the same on both); anything
+    else in a u"" literal, whose \\u escapes both read alike.
+    """
+    out: list[str] = []
+    wide = False
+    for ch in text:
+        o = ord(ch)
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif 0x20 <= o < 0x7F:
+            out.append(ch)
+        elif o < 0x80:
+            out.append(f"\\x{o:02x}")
+        else:
+            wide = True
+            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
+    return ("u" if wide else "") + '"' + "".join(out) + '"'
+
+
+def yaml_literal(text: str) -> str:
+    """A double-quoted YAML scalar (JSON's string syntax, without tojson's HTML escapes)."""
+    return json.dumps(text)
 
 
 def md5_auth(password: str, user: str) -> str:

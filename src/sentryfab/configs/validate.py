@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from ..shell import join
 from .catalog import CONFIG_ROOT
+from .py27 import PY27_CHECK
 
 #: Redis, PgBouncer and a postmaster have no "check this config" flag: they are started for
 #: this long, and one still running then (timeout's exit code 124) accepted its config.
@@ -21,6 +22,12 @@ STAY_UP_SECONDS = 2
 #: The Sentry settings and options a candidate must define (besides compiling and running).
 SENTRY_SETTINGS = ("DATABASES", "BROKER_URL", "SENTRY_WEB_OPTIONS")
 SENTRY_OPTIONS = ("system.secret-key", "redis.clusters")
+
+# The Python that runs the Sentry checks: the image's 2.7, Sentry's own (the official image
+# and the lab's have python2.7 on PATH), else whatever Python it has. The script is "$1".
+PYTHON_RUN = ('py=$(command -v python2.7 || command -v python || command -v python3) || '
+              '{ echo "no python in the image" >&2; exit 1; }; '
+              'script=$1; shift; exec "$py" -c "$script" "$@"')
 
 # Debian's images keep PostgreSQL's programs out of PATH; the official image has them on it.
 _PG_PATH = "for d in /usr/lib/postgresql/*/bin; do PATH=$PATH:$d; done; "
@@ -34,17 +41,23 @@ def _stays_up(command: str) -> str:
             "exit 1")
 
 
-# sentry.conf.py runs `from sentry.conf.server import *`: a stub stands in for Sentry (the
-# lab image has none, and the real one would make the check depend on Sentry's import-time
-# environment). Then the file must compile, run, and define the settings given as arguments.
-SENTRY_CONF_CHECK = """\
-import sys, types
+# sentry.conf.py must first be a file Sentry 9's Python 2.7 can load (configs/py27.py: no
+# Python-3-only construct, each named with its line). It runs `from sentry.conf.server
+# import *`: a stub stands in for Sentry (the real one would make the check depend on
+# Sentry's import-time environment). Then the file must compile, run, and define the
+# settings given as arguments. The script runs on Python 2.7 or 3, whichever the image has.
+SENTRY_CONF_CHECK = PY27_CHECK + """
+path = sys.argv[1]
+source = open(path, "rb").read()
+problems = py27_problems(path, source)
+if problems:
+    sys.exit("\\n".join(problems))
+import types
 for name in ("sentry", "sentry.conf", "sentry.conf.server"):
     sys.modules[name] = types.ModuleType(name)
 sys.modules["sentry.conf.server"].__dict__.update(SENTRY_OPTIONS={}, SENTRY_FEATURES={})
-path = sys.argv[1]
 ns = {"__name__": "sentry_conf", "__file__": path}
-exec(compile(open(path).read(), path, "exec"), ns)
+exec(compile(source, path, "exec"), ns)
 missing = [k for k in sys.argv[2:] if not ns.get(k)]
 if missing:
     sys.exit(path + ": missing or empty: " + ", ".join(missing))
@@ -108,8 +121,9 @@ VALIDATORS: dict[str, Check | None] = {
     "pg_hba": (("--user", "postgres"), lambda role, cand: [
         "sh", "-c", PG_HBA_CHECK, "sh", cand]),
     "python": ((), lambda role, cand: [
-        "python3", "-c", SENTRY_CONF_CHECK, cand, *SENTRY_SETTINGS]),
-    "yaml": ((), lambda role, cand: ["python3", "-c", YAML_CHECK, cand, *SENTRY_OPTIONS]),
+        "sh", "-c", PYTHON_RUN, "sh", SENTRY_CONF_CHECK, cand, *SENTRY_SETTINGS]),
+    "yaml": ((), lambda role, cand: [
+        "sh", "-c", PYTHON_RUN, "sh", YAML_CHECK, cand, *SENTRY_OPTIONS]),
     "none": None,
 }
 

@@ -109,9 +109,10 @@ def current_key() -> str:
     return cache_key(SUITE, PACKAGES, read_mirror())
 
 
-def pack_rootfs(rootfs: Path, out: Path) -> None:
-    """Strip caches, docs, man pages and locales from `rootfs`, then tar it to `out`."""
-    for rel in STRIP_DIRS:
+def pack_rootfs(rootfs: Path, out: Path, extra_dirs: Iterable[str] = ()) -> None:
+    """Strip caches, docs, man pages and locales (and `extra_dirs`) from `rootfs`, then tar it
+    to `out`."""
+    for rel in (*STRIP_DIRS, *extra_dirs):
         remove_tree(rootfs / rel, what=f"stripping {rel}")
     for pattern in STRIP_GLOBS:
         for path in rootfs.glob(pattern):
@@ -120,7 +121,7 @@ def pack_rootfs(rootfs: Path, out: Path) -> None:
             else:
                 path.unlink()
     partial = out.with_name(out.name + ".partial")
-    run(cmd.tar_rootfs(rootfs, partial), what="packing the base image", timeout=900)
+    run(cmd.tar_rootfs(rootfs, partial), what=f"packing {out.name}", timeout=900)
     os.replace(partial, out)  # readers never see half a tar
 
 

@@ -15,15 +15,16 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from sentryfab.errors import LabError
-from sentryfab.lab import client, hosts, image, network, procs
+from sentryfab.lab import client, hosts, image, network, procs, sentry_image
 from sentryfab.lab import commands as cmd
 from sentryfab.lab.hosts import HostState
 from sentryfab.lab.image import BaseImage
+from sentryfab.lab.sentry_image import SentryImage
 from sentryfab.lab.system import remove_tree, write_if_changed
 from sentryfab.lab.topology import (
     HOSTS_ROOT,
@@ -68,6 +69,7 @@ class LabReport:
     seconds: float
     lab_dir: Path | None = None
     image: BaseImage | None = None
+    sentry_images: tuple[SentryImage, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -161,9 +163,9 @@ def _ensure_mountpoints(wanted: list[Host]) -> list[str]:
 
 # --- up ----------------------------------------------------------------------------------
 
-def _bring_up(wanted: list[Host], pubkey: str, base: BaseImage, on_step: Step | None
-              ) -> list[HostReport]:
-    """Network, files, daemons and image of each host; only what is missing is done."""
+def _bring_up(wanted: list[Host], pubkey: str, base: BaseImage,
+              sentry_tars: Sequence[SentryImage], on_step: Step | None) -> list[HostReport]:
+    """Network, files, daemons and images of each host; only what is missing is done."""
     actions: dict[str, list[str]] = {h.name: [] for h in wanted}
 
     def net(h: Host) -> None:
@@ -195,6 +197,10 @@ def _bring_up(wanted: list[Host], pubkey: str, base: BaseImage, on_step: Step | 
             actions[h.name].append(f"imported {hosts.IMAGE_REF}")
 
     _parallel([h for h in wanted if h.has_docker], load, IMPORT_WORKERS)
+    # The real Sentry images on web, worker and cron hosts, one import per host and image.
+    imported = sentry_image.ensure_sentry_images(wanted, on_step, sentry_tars, IMPORT_WORKERS)
+    for name, done in imported.items():
+        actions[name] += done
     return [HostReport(h.name, h.address, h.roles, tuple(actions[h.name])) for h in wanted]
 
 
@@ -218,6 +224,8 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
         base = image.ensure_base_tar(on_step)
         if base.built:
             lab_actions.append(f"built {base.path} in {base.seconds:.0f} s")
+        sentry_tars = sentry_image.ensure_sentry_tars(on_step)
+        lab_actions += [f"built {t.path} in {t.seconds:.0f} s" for t in sentry_tars if t.built]
         # Recorded before anything is created, so `down` can undo a failed `up`.
         previous = _recorded_hosts(state)
         state["hosts"] = sorted({h.name for h in previous} | {h.name for h in wanted})
@@ -235,30 +243,10 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
             state["forward_rule"] = True
             _save_state(state)
             lab_actions.append("allowed bridge traffic in iptables FORWARD")
-        reports = _bring_up(wanted, pubkey, base, on_step)
+        reports = _bring_up(wanted, pubkey, base, sentry_tars, on_step)
         lab_actions += client.write_files(lab_dir, wanted)
-        lab_actions += _initial_release(lab_dir, on_step)
     return LabReport("up", tuple(reports), tuple(lab_actions), time.monotonic() - started,
-                     lab_dir, base)
-
-
-def _initial_release(lab_dir: Path, on_step: Step | None) -> list[str]:
-    """The Sentry stand-in's first release (lab/sentry:1) on every role host, built over SSH."""
-    from sentryfab import inventory
-    from sentryfab.lab import release
-    from sentryfab.remote import Runner
-
-    inv = inventory.load(lab_dir / "hosts.yaml")
-    with Runner(inv) as runner:
-        results = release.ensure_initial(runner, inv)
-    bad = [r for r in results if not r.ok]
-    if bad:
-        raise LabError("building lab/sentry:1 failed on " + "; ".join(
-            f"{r.host.name}: {r.error} {r.stderr[-500:]}" for r in bad))
-    built = [r.host.name for r in results if r.value]
-    if built and on_step:
-        on_step(LAB, f"built lab/sentry:1 on {len(built)} host(s)")
-    return [f"built lab/sentry:1 on {', '.join(built)}"] if built else []
+                     lab_dir, base, sentry_tars)
 
 
 def _remove_host(host: Host) -> None:
@@ -345,8 +333,18 @@ def status() -> list[HostState]:
     require_lab_machine()
     recorded = _recorded_hosts(_load_state())
     key = image.current_key()
+    sentry_keys = sentry_image.current_keys()
     snap = procs.snapshot()
-    return _parallel(recorded, lambda h: hosts.check(h, snap, key), HOST_WORKERS)
+
+    def check(h: Host) -> HostState:
+        state = hosts.check(h, snap, key)
+        anchor = hosts.anchor_pid(h, snap)
+        # On Sentry hosts `image` also covers lab/sentry:<version> being the current build.
+        if state.image and anchor is not None and sentry_image.sentry_hosts([h]):
+            state = replace(state, image=sentry_image.images_current(h, anchor, sentry_keys))
+        return state
+
+    return _parallel(recorded, check, HOST_WORKERS)
 
 
 def _lab_host(name: str, state: dict) -> Host:
@@ -367,7 +365,8 @@ def start_host(name: str, on_step: Step | None = None) -> HostReport:
         pubkey, _ = client.ensure_key(Path(state["lab_dir"]))
         network.ensure_bridge()
         base = image.ensure_base_tar(on_step)
-        return _bring_up([host], pubkey, base, on_step)[0]
+        sentry_tars = sentry_image.ensure_sentry_tars(on_step)
+        return _bring_up([host], pubkey, base, sentry_tars, on_step)[0]
 
 
 def stop_sshd(name: str) -> bool:

@@ -13,6 +13,7 @@ to the client except counts and a sample of missing ids.
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import math
@@ -36,8 +37,8 @@ from ..inventory import Host, Inventory
 from ..remote import HostSession, Runner, Unreachable
 from ..shell import join
 
-#: The DSN public key the load generator authenticates with (the stand-in checks its shape).
-LAB_KEY = "5e1ab5e1ab5e1ab5e1ab5e1ab5e1ab00"
+#: Sentry's internal project, made by the first `sentry upgrade` with one DSN key: the lab's
+#: load goes there (its key is read from the database, see lab/sentry_project.py).
 PROJECT_ID = 1
 MAX_REQUESTS = 1_000_000     # a bound on memory: one outcome per request is kept
 DEFAULT_CONCURRENCY = 64
@@ -114,9 +115,19 @@ def event_body(event_id: str, index: int, sent_at: float) -> bytes:
     }, separators=(",", ":")).encode()
 
 
-def auth_header(key: str = LAB_KEY) -> str:
-    """X-Sentry-Auth as SDKs send it."""
+def auth_header(key: str) -> str:
+    """X-Sentry-Auth as SDKs send it (a public key alone: Sentry 9 needs no secret to store)."""
     return f"Sentry sentry_version=7, sentry_client={CLIENT}, sentry_key={key}"
+
+
+def encode_body(payload: bytes) -> bytes:
+    """The body as SDKs send it, gzip-compressed (mtime 0: the same event, the same bytes)."""
+    return gzip.compress(payload, compresslevel=6, mtime=0)
+
+
+#: Headers of every store request besides X-Sentry-Auth.
+BODY_HEADERS = {"Content-Type": "application/json", "Content-Encoding": "gzip",
+                "User-Agent": CLIENT}
 
 
 def ids_text(accepted: Sequence[tuple[str, float]], header: str = "") -> str:
@@ -320,8 +331,7 @@ class _Run:
     def sender(self) -> None:
         """A sender thread: take the next due request, wait for its time, send it."""
         s = _Sender(self.host, self.port, self.timeout)
-        headers = {"Content-Type": "application/json", "X-Sentry-Auth": auth_header(self.key),
-                   "User-Agent": CLIENT}
+        headers = {**BODY_HEADERS, "X-Sentry-Auth": auth_header(self.key)}
         try:
             while (i := self.take()) is not None:
                 wait = self.t0 + self.due[i] - time.monotonic()
@@ -335,7 +345,8 @@ class _Run:
         eid = uuid.uuid4().hex
         started = time.monotonic() - self.t0
         try:
-            status, data = s.post(self.path, event_body(eid, i, self.wall0 + started), headers)
+            body = encode_body(event_body(eid, i, self.wall0 + started))
+            status, data = s.post(self.path, body, headers)
             reason = _answer(status, data, eid)
         except Exception as e:  # noqa: BLE001 - every failure is an outcome to report
             reason = classify(e)
@@ -353,7 +364,7 @@ class _Run:
 
 def run_load(url: str, rate: float, duration: float, *,
              concurrency: int = DEFAULT_CONCURRENCY, timeout: float = DEFAULT_TIMEOUT,
-             key: str = LAB_KEY, ids_dir: Path | None = None,
+             key: str, ids_dir: Path | None = None,
              on_tick: Callable[[LoadProgress], None] | None = None) -> LoadReport:
     """Send rate x duration events to `url` on an open-loop schedule; report what happened.
 
@@ -427,26 +438,29 @@ def write_ids(folder: Path, accepted: Sequence[tuple[str, float]], started: floa
 
 VERIFY_SQL_HEAD = """\
 BEGIN;
-CREATE TEMP TABLE sentryfab_accepted (event_id uuid NOT NULL, accepted_at float8 NOT NULL)
+CREATE TEMP TABLE sentryfab_accepted (event_id text NOT NULL, accepted_at float8 NOT NULL)
     ON COMMIT DROP;
 COPY sentryfab_accepted FROM STDIN;
 """
 
-# One row per distinct accepted id with how many rows `events` holds for it, then counts and
-# the earliest missing ids; only those lines travel back.
+# Sentry 9 keeps an event's row in sentry_message (event_id in `message_id`, unique per
+# project) and its body in nodestore_node under md5('<project>:<event_id>'), whose timestamp is
+# when the worker saved it. One row per distinct accepted id with how many rows Sentry holds for
+# it, then counts and the earliest missing ids; only those lines travel back.
 VERIFY_SQL_TAIL = """\
 \\.
 ANALYZE sentryfab_accepted;
 CREATE TEMP TABLE sentryfab_verified ON COMMIT DROP AS
-SELECT a.event_id, a.accepted_at, count(e.event_id) AS stored,
-       max(e.stored_at - e.received_at) AS lag
+SELECT a.event_id, a.accepted_at, count(m.id) AS stored,
+       max(extract(epoch FROM n.timestamp) - a.accepted_at) AS lag
 FROM (SELECT event_id, min(accepted_at) AS accepted_at
       FROM sentryfab_accepted GROUP BY event_id) a
-LEFT JOIN events e ON e.event_id = a.event_id
+LEFT JOIN sentry_message m ON m.project_id = {project} AND m.message_id = a.event_id
+LEFT JOIN nodestore_node n ON n.id = md5('{project}:' || a.event_id)
 GROUP BY a.event_id, a.accepted_at;
 SELECT 'counts', count(*), count(*) FILTER (WHERE stored > 0),
        count(*) FILTER (WHERE stored = 0), count(*) FILTER (WHERE stored > 1),
-       coalesce(extract(epoch FROM max(lag)), 0)
+       coalesce(greatest(max(lag), 0), 0)
 FROM sentryfab_verified;
 SELECT 'missing', event_id, accepted_at FROM sentryfab_verified
 WHERE stored = 0 ORDER BY accepted_at LIMIT {sample};
@@ -456,10 +470,12 @@ COMMIT;
 MISSING_SAMPLE = 10
 
 
-def verify_script(rows: Sequence[tuple[str, float]], sample: int = MISSING_SAMPLE) -> bytes:
+def verify_script(rows: Sequence[tuple[str, float]], sample: int = MISSING_SAMPLE,
+                  project_id: int = PROJECT_ID) -> bytes:
     """psql's stdin: the ids as COPY data into a temp table, then the counting queries."""
     data = "".join(f"{eid}\t{at:.6f}\n" for eid, at in rows)
-    return (VERIFY_SQL_HEAD + data + VERIFY_SQL_TAIL.format(sample=int(sample))).encode()
+    tail = VERIFY_SQL_TAIL.format(sample=int(sample), project=int(project_id))
+    return (VERIFY_SQL_HEAD + data + tail).encode()
 
 
 def psql_command(container: str, database: str = "sentry", port: int | None = None) -> str:

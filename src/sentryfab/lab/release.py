@@ -1,9 +1,12 @@
-"""Releases of the lab's Sentry stand-in: the image lab/sentry:<tag>, built on the lab hosts.
+"""Releases of the lab's Sentry: lab/sentry:<tag> images made from a real Sentry build.
 
-No registry is reachable, so every role host's own Docker engine builds the release: the
-build context (Dockerfile, sentry_lab.py, a `sentry` wrapper) is a small tar sent on the
-SSH channel's stdin to `docker build -`, all hosts in parallel through the Runner. The image
-is lab/base:1 plus the program: building it takes seconds and pulls nothing.
+The real Sentry images (lab/sentry:9.1.2, lab/sentry:9.1.1) are built once from PyPI and
+imported by `lab.up` (sentry_image.py). A deploy test also needs releases that differ only in
+name (a rolling deploy from one to the next) and a release that is broken. No registry is
+reachable, so each Sentry host's own engine derives them from a real image: the build context
+is a Dockerfile sent on the SSH channel's stdin to `docker build -`, all hosts in parallel.
+A broken release is the real Sentry whose entrypoint exits at once, as a release with a bad
+dependency does: its containers never answer /_health/.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import re
 import tarfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import UsageError
 from ..inventory import Host, Inventory
@@ -22,22 +24,14 @@ from ..results import HostResult
 from ..shell import join
 from . import topology
 
-REPOSITORY = "lab/sentry"
-BASE_IMAGE = f"{topology.IMAGE}:{topology.IMAGE_TAG}"
+REPOSITORY = topology.SENTRY_IMAGE
 RELEASE_LABEL = "sentryfab.lab-release"
-APP_DIR = "/opt/sentry-lab"
-APP_SOURCE = Path(__file__).resolve().parent / "workload" / "sentry_lab.py"
 BUILD_TIMEOUT = 300
 # Docker's own rule for a tag; it also keeps a tag safe to write into the Dockerfile as is.
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-
-# Lets containers run Sentry's own command line (`sentry --config DIR run web ...`), so the
-# lab can use the very commands production does.
-SENTRY_WRAPPER = f"""\
-#!/bin/sh
-# The lab's stand-in for Sentry's `sentry` command (not Sentry): {APP_DIR}/sentry_lab.py
-exec python3 {APP_DIR}/sentry_lab.py sentry "$@"
-"""
+#: The broken release's entrypoint, line by line (printf '%s\n' writes one per line).
+BROKEN_ENTRYPOINT = ("#!/bin/sh", "echo sentry: this lab release is broken on purpose >&2",
+                     "exit 1")
 
 
 @dataclass(frozen=True)
@@ -61,30 +55,16 @@ def image_ref(tag: str) -> str:
     return f"{REPOSITORY}:{check_tag(tag)}"
 
 
-APP_LABEL = "sentryfab.lab-app"
-INITIAL_TAG = "1"  # the release `lab.up` makes, named in the lab inventory
-
-
-def app_digest(app: bytes | None = None) -> str:
-    """Short hash of the program: a release built from other code is rebuilt by lab.up."""
-    import hashlib
-
-    return hashlib.sha256(APP_SOURCE.read_bytes() if app is None else app).hexdigest()[:12]
-
-
-def dockerfile(tag: str, broken: bool = False, digest: str = "") -> str:
-    """The Dockerfile of release `tag`; `broken` bakes in a /_health/ that always fails."""
+def dockerfile(tag: str, broken: bool = False, base: str = topology.SENTRY_TAG) -> str:
+    """The Dockerfile of release `tag`, made from the real Sentry image lab/sentry:<base>."""
     check_tag(tag)
     lines = [
-        f"FROM {BASE_IMAGE}",
+        f"FROM {image_ref(base)}",
         f'LABEL {RELEASE_LABEL}="{tag}"',
-        *([f'LABEL {APP_LABEL}="{digest}"'] if digest else []),
-        f'ENV SENTRY_LAB_VERSION="{tag}"',
-        *(["ENV SENTRY_LAB_BROKEN=1"] if broken else []),
-        f"COPY sentry_lab.py {APP_DIR}/sentry_lab.py",
-        "COPY sentry /usr/local/bin/sentry",
-        'CMD ["sentry", "--help"]',
     ]
+    if broken:
+        write = join(["printf", r"%s\n", *BROKEN_ENTRYPOINT])
+        lines.append(f"RUN {write} > /entrypoint.sh")
     return "\n".join(lines) + "\n"
 
 
@@ -95,14 +75,11 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def build_context(tag: str, broken: bool = False, app: bytes | None = None) -> bytes:
-    """The tar `docker build -` reads: Dockerfile, sentry_lab.py and the `sentry` wrapper."""
-    source = APP_SOURCE.read_bytes() if app is None else app
+def build_context(tag: str, broken: bool = False, base: str = topology.SENTRY_TAG) -> bytes:
+    """The tar `docker build -` reads: just the Dockerfile."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-        _add(tar, "Dockerfile", dockerfile(tag, broken, app_digest(source)).encode(), 0o644)
-        _add(tar, "sentry_lab.py", source, 0o755)  # the legacy builder keeps modes on COPY
-        _add(tar, "sentry", SENTRY_WRAPPER.encode(), 0o755)
+        _add(tar, "Dockerfile", dockerfile(tag, broken, base).encode(), 0o644)
     return buf.getvalue()
 
 
@@ -112,16 +89,17 @@ def build_command(tag: str) -> str:
 
 
 def release_hosts(inv: Inventory) -> list[Host]:
-    """Every host with a role: each has its own Docker engine (scale hosts have none)."""
-    return [h for h in inv.hosts if h.roles]
+    """Every host that runs Sentry (each has its own Docker engine and the real images)."""
+    return [h for h in inv.hosts if any(h.has(r) for r in topology.SENTRY_ROLES)]
 
 
 def release(runner: Runner, inv: Inventory, tag: str, *, broken: bool = False,
-            hosts: Sequence[Host] | None = None,
+            base: str = topology.SENTRY_TAG, hosts: Sequence[Host] | None = None,
             on_done: Callable[[HostResult], None] | None = None) -> list[HostResult]:
-    """Build lab/sentry:<tag> on every role host (or `hosts`) at once; one result per host."""
+    """Build lab/sentry:<tag> from lab/sentry:<base> on every Sentry host (or `hosts`) at
+    once; one result per host."""
     ref = image_ref(tag)
-    context = build_context(tag, broken)
+    context = build_context(tag, broken, base)
     command = build_command(tag)
 
     def step(s: HostSession) -> Built:
@@ -133,19 +111,3 @@ def release(runner: Runner, inv: Inventory, tag: str, *, broken: bool = False,
     if not targets:
         raise UsageError(f"{inv.path}: no host with a role to build {ref} on")
     return runner.each(targets, step, on_done=on_done)
-
-
-def ensure_initial(runner: Runner, inv: Inventory) -> list[HostResult]:
-    """Build the inventory's first release where it is missing or built from older code."""
-    ref = image_ref(INITIAL_TAG)
-    context = build_context(INITIAL_TAG)
-    fmt = "{{index .Config.Labels \"" + APP_LABEL + "\"}}"
-    have = f"docker image inspect --format {join([fmt])} {join([ref])} 2>/dev/null"
-
-    def step(s: HostSession) -> bool:
-        if s.run(have).stdout.strip() == app_digest():
-            return False
-        s.run(build_command(INITIAL_TAG), stdin=context, check=True, timeout=BUILD_TIMEOUT)
-        return True
-
-    return runner.each(release_hosts(inv), step)

@@ -9,6 +9,7 @@ or declared in the inventory for --offline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..configs.context import pgbouncer_for, settings
@@ -28,6 +29,13 @@ SENTRY_PROCESS_MEMORY = {"web": 600 * MB, "worker": 800 * MB, "cron": 300 * MB}
 PG_CONN_OVERHEAD = 10 * MB
 #: Connections kept free on PostgreSQL for people (psql at 3 a.m.) and sentryfab's checks.
 ADMIN_MARGIN = 10
+#: Besides its payload, each waiting event costs the queue Redis its Celery task message: a
+#: kombu JSON envelope around the pickled task, whose arguments are the cache key, event id
+#: and accept time. About 1 KiB: an estimate from its fields, not a measurement.
+TASK_MESSAGE_SIZE = 1024
+#: Sentry 9 stores a payload for a worker with a one-hour expiry (coreapi.py, cache_timeout):
+#: an event still waiting after that is gone, however much memory there is.
+PAYLOAD_TTL_MINUTES = 60
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,12 @@ def plan(inv: Inventory, facts: dict[str, HostFacts]) -> CapacityReport:
                      "maxmemory x2 (fork for persistence) + 256 MB"
                      if role == "redis-queue" else "maxmemory + 256 MB"))
 
-    # 4. Memory of the database and of the Sentry hosts.
+    # 4. The backlog: every accepted event waits on the queue Redis (SENTRY_CACHE and the
+    # Celery broker) until a worker stores it, and that Redis never evicts: when workers
+    # stop or fall behind, it must hold events_per_second x backlog of them.
+    _backlog(inv, add)
+
+    # 5. Memory of the database and of the Sentry hosts.
     for d in dbs:
         ds = settings(inv, "db", d)
         f = facts.get(d.name, declared_facts(inv, d))
@@ -198,6 +211,32 @@ def plan(inv: Inventory, facts: dict[str, HostFacts]) -> CapacityReport:
         add(Line("memory", f"{h.name} sentry", f.ram, need, "bytes",
                  "processes x process_memory"))
     return report
+
+
+def backlog_bytes(events_per_second: float, event_size: float, minutes: float,
+                  task_size: float = TASK_MESSAGE_SIZE) -> float:
+    """Queue Redis memory for `minutes` of events no worker takes: payloads + task messages."""
+    return events_per_second * minutes * 60 * (event_size + task_size)
+
+
+def _backlog(inv: Inventory, add: Callable[[Line], None]) -> None:
+    """Per redis-queue host: the planned backlog against maxmemory and against the payloads'
+    expiry. Without `events_per_second` there is no rate to plan with: only the expiry line."""
+    queues = inv.with_role("redis-queue")
+    for i, r in enumerate(queues):
+        rs = settings(inv, "redis-queue", r)
+        minutes = float(rs["backlog_minutes"])
+        rate = float(rs.get("events_per_second") or 0)
+        if rate:
+            # rb spreads payloads over the "queue" hosts; task messages all go to the broker,
+            # the first of them.
+            need = backlog_bytes(rate, parse_size(rs["event_size"]) / len(queues), minutes,
+                                 TASK_MESSAGE_SIZE if i == 0 else 0)
+            add(Line("backlog", f"{r.name} payloads", parse_size(rs["maxmemory"]), need,
+                     "bytes", f"{rate:,.0f} events/s x ({rs['event_size']} + 1 KiB task) x "
+                              f"{minutes:g} min backlog"))
+        add(Line("backlog", f"{r.name} backlog age", PAYLOAD_TTL_MINUTES, minutes, "minutes",
+                 "backlog_minutes; Sentry drops a payload waiting 60 min"))
 
 
 def _sentry_processes(inv: Inventory) -> dict[str, int]:

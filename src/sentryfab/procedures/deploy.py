@@ -30,7 +30,7 @@ from ..shell import join
 from . import configs as config_push
 
 HEALTH_TIMEOUT = 90.0
-KEEP_IMAGES = 3  # releases kept on each host for a rollback
+KEEP_IMAGES = 3  # releases kept on each host for a rollback (a role's `keep_images`)
 RELEASES = "/var/lib/sentryfab/releases"
 
 #: Called with (role, message) as the rollout goes, for a progress display.
@@ -265,7 +265,8 @@ class Deployer:
         if out.ok:
             s.run(cfg.clear_pending(role))
             s.run(_record_release(role, want[0].label("version") or "", when))
-            s.run(docker.prune_images(want[0].image.rsplit(":", 1)[0], KEEP_IMAGES))
+            keep = int(settings(self.inv, role, host).get("keep_images", KEEP_IMAGES))
+            s.run(docker.prune_images(want[0].image.rsplit(":", 1)[0], keep))
             return HostOutcome(host.name, old, want[0].label("version"), "updated",
                                check.what)
         self.on_event(role, f"{host.name}: unhealthy ({check.what}), rolling back")

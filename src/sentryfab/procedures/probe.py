@@ -134,11 +134,13 @@ def fractions(raw: dict[str, float], queue_before: float, sent: int) -> dict[str
     return f
 
 
-def probe(runner: Runner, inv: Inventory, secrets: Secrets, *, start: float = 50,
+def probe(runner: Runner, inv: Inventory, secrets: Secrets, *, key: str, start: float = 50,
           factor: float = 1.5, step_seconds: float = 10, max_rate: float = 5000,
           max_error_pct: float = 1.0, max_p99_ms: float = 2000,
           on_step: Callable[[Step], None] | None = None) -> ProbeReport:
-    """Ramp from `start` events/s, times `factor` each step, until a step fails."""
+    """Ramp from `start` events/s, times `factor` each step, until a step fails.
+
+    `key` is the DSN public key the events are sent with (lab/sentry_project.py)."""
     report = ProbeReport()
     hosts = [h for h in inv.hosts if h.roles]
     web = [h for h in hosts if h.has("web")]
@@ -148,7 +150,7 @@ def probe(runner: Runner, inv: Inventory, secrets: Secrets, *, start: float = 50
     while rate <= max_rate:
         cpu0 = _cpu(runner, web)
         box: dict = {}
-        t = threading.Thread(target=_load_into, args=(box, url, rate, step_seconds),
+        t = threading.Thread(target=_load_into, args=(box, url, rate, step_seconds, key),
                              daemon=True)
         t.start()
         time.sleep(step_seconds * 0.8)  # sample near the end: the step's steady state
@@ -181,8 +183,8 @@ def probe(runner: Runner, inv: Inventory, secrets: Secrets, *, start: float = 50
     return report
 
 
-def _load_into(box: dict, url: str, rate: float, seconds: float) -> None:
-    box["r"] = load.run_load(url, rate, seconds)
+def _load_into(box: dict, url: str, rate: float, seconds: float, key: str) -> None:
+    box["r"] = load.run_load(url, rate, seconds, key=key)
 
 
 def _raw(runner: Runner, hosts: list[Host], inv: Inventory, secrets: Secrets

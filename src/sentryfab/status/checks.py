@@ -15,8 +15,9 @@ from ..containers.spec import specs_for
 from ..inventory import Host, Inventory
 from . import parsers
 from .model import HostStatus, Problem, Severity, Value
+from .pipeline import PAYLOAD_POLICY, PAYLOAD_TTL_S, holds_payloads
 from .script import DATA_PATHS
-from .thresholds import Levels, evaluate, human_bytes, levels
+from .thresholds import Levels, duration, evaluate, human_bytes, levels
 
 #: A sample: what the next round compares with (restart counts, counters, queue length).
 Sample = dict[str, Any]
@@ -292,6 +293,8 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
         return
     st.facts[role] = facts
     info = facts.info
+    payload = holds_payloads(role)
+    m["holds_payloads"] = int(payload)
     if info.get("role") != "master":
         st.add(Problem("critical", f"Redis is a {info.get('role', '?')}, not a master "
                                    "(it refuses writes)", scope=role))
@@ -299,9 +302,14 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
     m["used_memory"], m["maxmemory"] = used, maxmem
     m["memory_pct"] = round(100 * used / maxmem, 2) if used is not None and maxmem else None
     if m["memory_pct"] is not None:
+        what = "payload memory" if payload else "memory"
         p = evaluate("memory_pct", m["memory_pct"], lv,
-                     f"memory ({human_bytes(used or 0)} of maxmemory {human_bytes(maxmem or 0)})")
+                     f"{what} ({human_bytes(used or 0)} of maxmemory {human_bytes(maxmem or 0)})")
+        if p is not None and payload:
+            p = replace(p, message=p.message + ": when full, web refuses new events")
         st.add(_scoped(p, role))
+    if payload:
+        _payload_policy(st, role, info, maxmem)
     clients = facts.num("connected_clients")
     maxclients = facts.num("maxclients") or float(settings(inv, role, st.host)["maxclients"])
     m["connected_clients"], m["maxclients"] = clients, maxclients
@@ -320,12 +328,7 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
         delta = max(rejected - before["rejected"], 0)
         m["rejected_since_last"] = delta
         st.add(_scoped(evaluate("rejected_connections", delta, lv), role))
-    evicted = facts.num("evicted_keys")
-    m["evicted_keys"] = evicted
-    p = evaluate("evicted_keys", evicted, lv, "evicted keys since Redis started")
-    if p is not None and role == "redis-queue":
-        p = replace(p, message=p.message + ": queued events were dropped")
-    st.add(_scoped(p, role))
+    _evictions(st, role, facts, lv, m, before, now_sample, payload)
     for key, label in (("rdb_last_bgsave_status", "last snapshot"),
                        ("aof_last_write_status", "last append-only file write")):
         if info.get(key, "ok") != "ok":
@@ -335,13 +338,54 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: parsers.Output,
     if info.get("loading") == "1":
         st.add(Problem("warning", "loading its data set from disk", scope=role))
     if role == "redis-queue":
-        _queue(st, facts, lv, m, before, now_sample, prev.get("t"), now)
+        # Ages on the host's clock: start_time is a web host's, and the cluster's hosts
+        # agree on the time more surely than they agree with the operator's laptop.
+        host_now = out.ended_ns / 1e9 if out.ended_ns is not None else now
+        _queue(st, facts, lv, m, before, now_sample, prev.get("t"), now, host_now)
     sample.setdefault("redis", {})[role] = now_sample
+
+
+def _payload_policy(st: HostStatus, role: str, info: dict[str, str],
+                    maxmem: float | None) -> None:
+    """A Redis holding payloads must never evict one, and must have a limit to refuse at."""
+    policy = info.get("maxmemory_policy")
+    if policy is not None and policy != PAYLOAD_POLICY:
+        st.add(Problem("critical", f"maxmemory-policy {policy} on a Redis holding event "
+                                   "payloads: when full it evicts accepted events "
+                                   f"(set {PAYLOAD_POLICY})", scope=role))
+    if maxmem == 0:
+        st.add(Problem("warning", "no maxmemory on a Redis holding event payloads: a backlog "
+                                  "grows it until the kernel kills it", scope=role))
+
+
+def _evictions(st: HostStatus, role: str, facts: parsers.RedisFacts, lv: dict[str, Levels],
+               m: dict[str, Value], before: dict, now_sample: dict, payload: bool) -> None:
+    evicted = facts.num("evicted_keys")
+    m["evicted_keys"] = evicted
+    now_sample["evicted"] = evicted
+    if evicted is not None and before.get("evicted") is not None:
+        # A restarted Redis counts from 0 again.
+        m["evicted_since_last"] = max(evicted - before["evicted"], 0)
+    if payload:
+        label, why = ("payloads evicted since Redis started",
+                      "accepted events lost (preprocess.failed.empty)")
+    elif role == "redis-queue":
+        label, why = "evicted keys since Redis started", "queued tasks were dropped"
+    else:
+        label, why = None, ""
+    p = evaluate("evicted_keys", evicted, lv, label)
+    st.add(_scoped(replace(p, message=f"{p.message}: {why}") if p and why else p, role))
+    p = evaluate("evicted_since_last", m.get("evicted_since_last"), lv)
+    if p is not None and not payload:
+        p = replace(p, message=p.message + ": the cache is smaller than what Sentry keeps in "
+                                           "it; events are lost if payloads are still stored "
+                                           "here")
+    st.add(_scoped(p, role))
 
 
 def _queue(st: HostStatus, facts: parsers.RedisFacts, lv: dict[str, Levels],
            m: dict[str, Value], before: dict, now_sample: dict, t_before: float | None,
-           now: float) -> None:
+           now: float, host_now: float) -> None:
     if not facts.lengths:
         st.add(Problem("warning", "queue length unknown: "
                                   f"{facts.errors[-1] if facts.errors else 'no LLEN answer'}",
@@ -356,6 +400,30 @@ def _queue(st: HostStatus, facts: parsers.RedisFacts, lv: dict[str, Levels],
                             "queue growth since last check"), "redis-queue"))
     if facts.heartbeats is not None:
         m["worker_heartbeats"] = facts.heartbeats
+    _backlog(st, facts, lv, m, host_now)
+
+
+def _backlog(st: HostStatus, facts: parsers.RedisFacts, lv: dict[str, Levels],
+             m: dict[str, Value], host_now: float) -> None:
+    """How long the oldest queued task has waited since its event was accepted."""
+    ages = parsers.backlog_ages(facts, host_now)
+    st.facts["backlog"] = ages
+    known = {q: a for q, a in ages.items() if a is not None}
+    unknown = sorted(q for q, a in ages.items() if a is None)
+    for q in unknown:
+        st.notes.append(f"backlog age of {q} unknown: its oldest message is not a Celery task "
+                        "with a start_time")
+    if not known:
+        # Nothing waiting (the queues are empty) is an age of 0; unreadable ones are unknown.
+        m["backlog_age_s"] = None if unknown else 0.0
+        return
+    queue, age = max(known.items(), key=lambda e: e[1])
+    m["backlog_age_s"] = age
+    p = evaluate("backlog_age_s", age, lv, f"backlog age of {queue}")
+    if p is not None:
+        p = replace(p, message=f"{p.message}: workers are behind; an event's payload expires "
+                               f"{duration(PAYLOAD_TTL_S)} after it was accepted")
+    st.add(_scoped(p, "redis-queue"))
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------

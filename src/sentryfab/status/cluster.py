@@ -247,6 +247,8 @@ def _queue(view: ClusterView, statuses: list[HostStatus]) -> None:
     view.queue_length = int(m["queue_length"] or 0)
     growth = m.get("queue_growth_per_s")
     view.queue_growth_per_s = float(growth) if growth is not None else None
+    age = m.get("backlog_age_s")
+    view.backlog_age_s = float(age) if age is not None else None
     beats = m.get("worker_heartbeats")
     workers = [st for st in statuses if st.host.has("worker")]
     if beats is None or not workers or any("containers" not in st.facts for st in workers):

@@ -100,6 +100,8 @@ class ClusterView:
     versions: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     queue_length: int | None = None
     queue_growth_per_s: float | None = None
+    #: seconds the oldest queued task has waited since its event was accepted (0: no backlog)
+    backlog_age_s: float | None = None
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -119,6 +121,7 @@ class ClusterView:
             "versions": self.versions,
             "queue_length": self.queue_length,
             "queue_growth_per_s": self.queue_growth_per_s,
+            "backlog_age_s": self.backlog_age_s,
             "problems": [p.as_record() for p in self.problems],
         }
 

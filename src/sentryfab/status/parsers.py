@@ -11,6 +11,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from . import pipeline
 from .script import MARK
 
 
@@ -313,12 +314,15 @@ def upstreams(lines: tuple[str, ...]) -> list[Upstream]:
 
 @dataclass(frozen=True)
 class RedisFacts:
-    """INFO as a mapping, plus queue lengths and the heartbeat key count on the queue."""
+    """INFO as a mapping; on the queue, lengths, the oldest tasks and the heartbeat count."""
 
     info: dict[str, str]
     lengths: dict[str, int] = field(default_factory=dict)
     heartbeats: int | None = None
     errors: tuple[str, ...] = ()
+    #: queue -> when the event of its oldest task was accepted (unix s), None if unreadable;
+    #: only queues whose oldest message was fetched (the non-empty ones).
+    oldest: dict[str, float | None] = field(default_factory=dict)
 
     def num(self, key: str) -> float | None:
         """An INFO field as a number, None if absent or not numeric."""
@@ -329,25 +333,31 @@ class RedisFacts:
 
 
 _INFO_LINE = re.compile(r"^[A-Za-z0-9_]+:")
+_MARKS = ("@llen ", "@scan ", "@oldest ")
 
 
 def redis(lines: tuple[str, ...]) -> RedisFacts:
-    """INFO's 'key:value' lines, then '@llen KEY' + number and '@scan PATTERN' + count."""
+    """INFO's 'key:value' lines, then '@llen KEY' + number, '@oldest KEY' + the queue's
+    oldest element (empty if the queue emptied meanwhile) and '@scan PATTERN' + count."""
     info: dict[str, str] = {}
     lengths: dict[str, int] = {}
+    oldest: dict[str, float | None] = {}
     heartbeats = None
     errors: list[str] = []
     pending: tuple[str, str] | None = None
     for line in lines:
         line = line.strip()
-        if line.startswith("@llen ") or line.startswith("@scan "):
+        if line.startswith(_MARKS):
             kind, _, arg = line.partition(" ")
             pending = (kind, arg)
         elif pending is not None:
             kind, arg = pending
             pending = None
             value = line.removeprefix("(integer) ")
-            if not value.lstrip("-").isdigit():
+            if kind == "@oldest":
+                if line:
+                    oldest[arg] = pipeline.enqueued_at(line)
+            elif not value.lstrip("-").isdigit():
                 errors.append(line)
             elif kind == "@llen":
                 lengths[arg] = int(value)
@@ -358,7 +368,14 @@ def redis(lines: tuple[str, ...]) -> RedisFacts:
             info[key] = value
         elif line and not line.startswith("#"):
             errors.append(line)
-    return RedisFacts(info, lengths, heartbeats, tuple(errors))
+    return RedisFacts(info, lengths, heartbeats, tuple(errors), oldest)
+
+
+def backlog_ages(facts: RedisFacts, now: float) -> dict[str, float | None]:
+    """Seconds each non-empty queue's oldest task has waited since its event was accepted
+    (None: its message could not be read). A clock behind the web hosts' gives 0, not less."""
+    return {q: None if t is None else round(max(now - t, 0.0), 1)
+            for q, t in facts.oldest.items()}
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------

@@ -26,10 +26,15 @@ FACT_TIMEOUT = 10
 HTTP_TIMEOUT = 3
 
 #: Celery's Redis transport keeps each queue as a list named after it. These are the queues
-#: Sentry's event pipeline goes through (sentry/conf/server.py CELERY_QUEUES); an inventory
-#: sets `queue_keys` on redis-queue to watch others (the lab's stand-in uses one list).
+#: whose tasks carry an event's payload key in Sentry 9.1.2 (sentry/tasks/store.py), plus
+#: `default`; an inventory sets `queue_keys` on redis-queue to watch others (the lab's
+#: stand-in uses one list).
 SENTRY_QUEUES = ("default", "events.preprocess_event", "events.process_event",
-                 "events.save_event", "events.symbolicate_event", "post_process_errors")
+                 "events.save_event", "events.reprocessing.preprocess_event",
+                 "events.reprocessing.process_event")
+#: The most of a queue's oldest message read: Sentry's task messages carry the payload's key,
+#: not the payload (well under 1 kB); a bigger one is cut (its age then reads 'unknown').
+OLDEST_MAX_BYTES = 65536
 
 #: Which secret each role's facts need on stdin.
 ROLE_SECRETS = {"redis-cache": "redis_password", "redis-queue": "redis_password",
@@ -221,13 +226,20 @@ def queue_keys(inv: Inventory, host: Host | None = None) -> list[str]:
 
 
 def redis_fact(inv: Inventory, host: Host, role: str, container: str, secret_var: str) -> Fact:
-    """INFO (and on the queue: LLEN of each queue key, heartbeat keys) inside the container."""
+    """INFO (and on the queue: each queue key's LLEN and, if not empty, its oldest message;
+    heartbeat keys) inside the container."""
     s = settings(inv, role, host)
     cli = join(["redis-cli", "--no-auth-warning", "-h", host.address, "-p", int(s["port"])])
     inner = [f'REDISCLI_AUTH="$(cat)"; export REDISCLI_AUTH; {cli} INFO']
     if role == "redis-queue":
         for key in queue_keys(inv, host):
-            inner.append(f"{join(['echo', f'@llen {key}'])}; {cli} LLEN {join([key])}")
+            k = join([key])
+            # LPUSH in, BRPOP out: the oldest message is the last element. Only fetched when
+            # there is a backlog, so an idle queue costs one call, as before.
+            inner.append(f"{join(['echo', f'@llen {key}'])}; n=$({cli} LLEN {k}); "
+                         f'echo "$n"; if [ "$n" != 0 ]; then '
+                         f"{join(['echo', f'@oldest {key}'])}; {cli} LINDEX {k} -1 | "
+                         f"head -c {OLDEST_MAX_BYTES}; echo; fi")
         pattern = s.get("heartbeat_pattern")
         if pattern:
             inner.append(f"{join(['echo', f'@scan {pattern}'])}; "

@@ -82,6 +82,8 @@ def gauge_lines(report: StatusReport) -> list[str]:
     lines += gauge(f"{PREFIX}.cluster.{cluster}.crons", len(view.cron_hosts))
     if view.queue_length is not None:
         lines += gauge(f"{PREFIX}.cluster.{cluster}.queue_length", view.queue_length)
+    if view.backlog_age_s is not None:
+        lines += gauge(f"{PREFIX}.cluster.{cluster}.backlog_age_s", view.backlog_age_s)
     return lines
 
 

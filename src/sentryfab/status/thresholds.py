@@ -8,7 +8,8 @@
     thresholds: {disk_pct: [75, 90]}            # top level: every host and role
 
 A value strictly above a level has that severity. Metric names are unique across scopes, so
-a flat mapping is never ambiguous. Precedence: defaults < top-level < the role's < the host's
+a flat mapping is never ambiguous. Precedence: defaults (every role's, the role's own, then
+the payload ones if the role holds event payloads) < top-level < the role's < the host's
 vars (host metrics such as disk_pct take every role of the host, in order).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 from ..errors import InventoryError
 from ..inventory import Host, Inventory
 from .model import Problem, Severity
+from .pipeline import PAYLOAD_ROLES, PAYLOAD_TTL_S
 
 #: (warning, critical); None means no such level.
 Levels = tuple[float | None, float | None]
@@ -31,7 +33,7 @@ class Metric:
     """How a metric is named in messages and which unit its values have."""
 
     label: str
-    unit: str  # pct, bytes, s, ms, count, per_s, ratio
+    unit: str  # pct, bytes, s, duration, ms, count, per_s, ratio
 
 
 METRICS: dict[str, Metric] = {
@@ -48,8 +50,10 @@ METRICS: dict[str, Metric] = {
     "clients_pct": Metric("clients", "pct"),
     "rejected_connections": Metric("connections rejected since last check", "count"),
     "evicted_keys": Metric("evicted keys", "count"),
+    "evicted_since_last": Metric("keys evicted since last check", "count"),
     "queue_length": Metric("queue length", "count"),
     "queue_growth_per_s": Metric("queue growth", "per_s"),
+    "backlog_age_s": Metric("backlog age", "duration"),
     "connections_pct": Metric("connections", "pct"),
     "replication_lag_bytes": Metric("replication lag", "bytes"),
     "replication_lag_s": Metric("replication lag", "s"),
@@ -57,7 +61,8 @@ METRICS: dict[str, Metric] = {
     "maxwait_s": Metric("longest client wait", "s"),
 }
 
-#: The defaults, by scope: 'host' for every machine, '*' for every role, then each role.
+#: The defaults, by scope: 'host' for every machine, '*' for every role, then each role, then
+#: 'payload' for the roles that hold event payloads (pipeline.PAYLOAD_ROLES).
 DEFAULTS: dict[str, dict[str, Levels]] = {
     "host": {
         # Beyond the connect, a command costs about a millisecond on a LAN: 300 ms means a
@@ -72,8 +77,11 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
     "*": {"restarts": (0, 2)},
     "web": {"health_ms": (1000, 3000), "web_down_pct": (30, 50)},
     "nginx": {"upstreams_down_pct": (0, 50)},
-    # The cache evicts by design (allkeys-lru): full memory and evictions are normal there.
-    "redis-cache": {"clients_pct": (70, 90), "rejected_connections": (0, 100)},
+    # The cache evicts by design (allkeys-lru): full memory is normal there. Evicting at all
+    # means it is smaller than what Sentry keeps in it for its TTLs, and loses events if
+    # payloads are still stored there (an old sentry.conf.py): worth a look, not a page.
+    "redis-cache": {"clients_pct": (70, 90), "rejected_connections": (0, 100),
+                    "evicted_since_last": (0, None)},
     "redis-queue": {
         # The queue must fit in memory (noeviction: a full queue refuses events).
         "memory_pct": (70, 90),
@@ -83,6 +91,11 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
         "evicted_keys": (None, 0),
         "queue_length": (10_000, 100_000),
         "queue_growth_per_s": (100, 1000),
+        # Workers take an event within seconds: one accepted 5 minutes ago and still queued
+        # means they have not kept up for 5 minutes, not a blip. Critical at half the
+        # payload's TTL (3600 s): past the TTL the payload is gone even on a Redis that never
+        # evicts, and half an hour is still time to add workers.
+        "backlog_age_s": (300, PAYLOAD_TTL_S / 2),
     },
     "db": {
         "connections_pct": (70, 90),
@@ -91,6 +104,16 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
         "replication_lag_s": (30, 300),
     },
     "pgbouncer": {"cl_waiting": (10, 100), "maxwait_s": (1, 5)},
+    # Wherever event payloads wait for a worker (they win over the role's own defaults).
+    "payload": {
+        # A payload Redis runs noeviction: when full, it refuses writes and web answers new
+        # events with errors (SDKs drop them). Payloads are deleted once saved, so memory in
+        # use is the backlog: 70% means it is eating the headroom, 85% leaves only the last
+        # 15% (less fork copy-on-write and fragmentation, which maxmemory does not count).
+        "memory_pct": (70, 85),
+        # Any eviction here is an accepted event's payload dropped: an event lost.
+        "evicted_keys": (None, 0),
+    },
 }
 
 
@@ -106,6 +129,8 @@ def levels(inv: Inventory, host: Host, scope: str) -> dict[str, Levels]:
     if scope != "host":
         out.update(DEFAULTS["*"])
     out.update(DEFAULTS.get(scope, {}))
+    if scope in PAYLOAD_ROLES:
+        out.update(DEFAULTS["payload"])
     out.update(_overrides(inv.extra.get("thresholds")))
     for role in (host.roles if scope == "host" else (scope,)):
         out.update(_overrides(inv.role_vars(role).get("thresholds")))
@@ -150,6 +175,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f}%" if value >= 1 else f"{value:.2f}%"
     if unit == "s":
         return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+    if unit == "duration":
+        return duration(value)
     if unit == "ms":
         return f"{value:.0f} ms"
     if unit == "per_s":
@@ -157,6 +184,15 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "ratio":
         return f"{value:.2f}"
     return f"{value:.0f}"
+
+
+def duration(seconds: float) -> str:
+    """A wait as a person reads it: '45 s', '12 min', '1.5 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def human_bytes(n: float) -> str:

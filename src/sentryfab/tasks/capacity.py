@@ -44,16 +44,18 @@ def probe(c, start=50.0, factor=1.5, step_seconds=10.0, max_rate=5000.0, max_p99
     """Ramp the lab's event rate until errors or latency cross a threshold; what saturated."""
     from pathlib import Path
 
+    from ..lab import sentry_project
     from ..procedures import probe as procedure
     from ..remote import Runner
     from ..ui import probe as probe_ui
     from ._common import load_secrets
     from .lab import repo_root
-    from .labwork import _lab_inventory
+    from .labwork import _lab_inventory, _primary
 
     inv = _lab_inventory()  # load is only ever sent to the lab
     with Runner(inv) as runner:
-        report = procedure.probe(runner, inv, load_secrets(inv), start=float(start),
+        key = sentry_project.project_key(runner, _primary(runner, inv))
+        report = procedure.probe(runner, inv, load_secrets(inv), key=key, start=float(start),
                                  factor=float(factor), step_seconds=float(step_seconds),
                                  max_rate=float(max_rate), max_p99_ms=float(max_p99_ms),
                                  on_step=probe_ui.step_line)

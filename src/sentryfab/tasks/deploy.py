@@ -31,6 +31,13 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
     from ..ui import deploy as deploy_ui
 
     inv = load_inventory()
+    if tag and set(roles) & {"web", "worker", "cron", "migrate"}:
+        from ..errors import UsageError
+        from ..inventory import sentry_release_problem
+
+        # The same rule as the inventory's tags: --tag must not smuggle in Sentry 10+.
+        if why := sentry_release_problem(str(tag)):
+            raise UsageError(f"--tag {tag}: {why}")
     secrets = load_secrets(inv)
     start = time.monotonic()
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \

@@ -62,6 +62,6 @@ def ssh(c, host, command=None):
     os.execvp(argv[0], argv)
 
 
-from .labwork import load, release, verify  # noqa: E402
+from .labwork import dsn, load, release, verify  # noqa: E402
 
-ns = Collection("lab", up, down, status, ssh, release, load, verify)
+ns = Collection("lab", up, down, status, ssh, release, dsn, load, verify)

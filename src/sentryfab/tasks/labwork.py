@@ -1,4 +1,4 @@
-"""`fab lab.release`, `lab.load`, `lab.verify`: the lab's Sentry stand-in and its workload.
+"""`fab lab.release`, `lab.dsn`, `lab.load`, `lab.verify`: the lab's Sentry and its workload.
 
 These always use the lab's own inventory (lab/hosts.yaml, written by lab.up), whatever
 $SENTRYFAB_INVENTORY says: they build images and send load, which belongs nowhere else.
@@ -31,13 +31,47 @@ def _load_dir() -> Path:
     return repo_root() / "lab" / "load"
 
 
+def _primary(runner, inv: Inventory, name: str | None = None):
+    """The database host to ask: `name`, else wherever the primary is now."""
+    from ..errors import UsageError
+    from ..failover.discover import cluster_state
+
+    name = name or cluster_state(runner, inv).primary
+    try:
+        return inv.host(name)
+    except KeyError:
+        raise UsageError(f"--db {name}: no such host in {inv.path}") from None
+
+
+@task(auto_shortflags=False, help={"json": "print machine-readable JSON"})
+@handled
+def dsn(c, json=False):
+    """Print the DSN of the lab's Sentry project (making its owner first if there is none)."""
+    import json as jsonlib
+
+    from ..lab import sentry_project
+    from ..remote import Runner
+
+    inv = _lab_inventory()
+    with Runner(inv) as runner:
+        db = _primary(runner, inv)
+        made = sentry_project.ensure_owner(runner, inv, db)
+        value = sentry_project.dsn(runner, inv, db)
+    if json:
+        print(jsonlib.dumps({"dsn": str(value), "store_url": value.store_url,
+                             "owner_created": made}))
+    else:
+        print(value)
+
+
 @task(positional=["tag"], auto_shortflags=False,
-      help={"tag": "release tag, e.g. 2 or 24.1.0-lab",
-            "broken": "bake in a /_health/ that always answers 503 (to test rollbacks)",
+      help={"tag": "release tag, e.g. 9.1.2-lab2",
+            "base": "the real Sentry image it is made from (default 9.1.2; 9.1.1 exists too)",
+            "broken": "an entrypoint that exits at once: never healthy (to test rollbacks)",
             "json": "print machine-readable JSON instead of a table"})
 @handled
-def release(c, tag, broken=False, json=False):
-    """Build the lab's Sentry stand-in as lab/sentry:TAG on every lab role host."""
+def release(c, tag, base=None, broken=False, json=False):
+    """Make lab/sentry:TAG from a real Sentry image on every lab Sentry host."""
     from ..lab import release as lab_release
     from ..remote import Runner
     from ..results import all_ok
@@ -49,6 +83,7 @@ def release(c, tag, broken=False, json=False):
     start = time.monotonic()
     with Runner(inv) as runner, hosts_progress("building", len(hosts)) as on_done:
         results = lab_release.release(runner, inv, tag, broken=broken, hosts=hosts,
+                                      base=base or lab_release.topology.SENTRY_TAG,
                                       on_done=on_done)
     ui.show_release(results, lab_release.image_ref(tag), broken, time.monotonic() - start,
                     as_json=json)
@@ -66,10 +101,15 @@ def release(c, tag, broken=False, json=False):
 def load(c, rate=50.0, duration=10.0, url=None, concurrency=64, json=False):
     """Send events at a steady rate; report outcomes, latency and the longest write outage."""
     from ..lab import load as lab_load
+    from ..lab import sentry_project
+    from ..remote import Runner
     from ..ui import labwork as ui
 
-    target = url or lab_load.default_url(_lab_inventory())
-    report = lab_load.run_load(target, float(rate), float(duration),
+    inv = _lab_inventory()
+    with Runner(inv) as runner:
+        key = sentry_project.project_key(runner, _primary(runner, inv))
+    target = url or lab_load.default_url(inv)
+    report = lab_load.run_load(target, float(rate), float(duration), key=key,
                                concurrency=int(concurrency), ids_dir=_load_dir(),
                                on_tick=None if json else ui.load_progress())
     ui.show_load(report, as_json=json)
@@ -86,9 +126,7 @@ def load(c, rate=50.0, duration=10.0, url=None, concurrency=64, json=False):
             "json": "print machine-readable JSON instead of a table"})
 @handled
 def verify(c, ids=None, wait=0.0, db=None, json=False):
-    """Check that every event lab.load got accepted is in PostgreSQL exactly once."""
-    from ..errors import UsageError
-    from ..failover.discover import cluster_state
+    """Check that every event lab.load got accepted is stored in Sentry exactly once."""
     from ..lab import load as lab_load
     from ..remote import Runner
     from ..ui import labwork as ui
@@ -96,11 +134,7 @@ def verify(c, ids=None, wait=0.0, db=None, json=False):
     inv = _lab_inventory()
     ids_file = Path(ids) if ids else _load_dir() / lab_load.LATEST
     with Runner(inv) as runner:
-        name = db or cluster_state(runner, inv).primary  # wherever the primary is now
-        try:
-            host = inv.host(name)
-        except KeyError:
-            raise UsageError(f"--db {name}: no such host in {inv.path}") from None
+        host = _primary(runner, inv, db)
         report = lab_load.verify(runner, host, ids_file, wait=float(wait),
                                  on_poll=None if json else ui.verify_progress())
     ui.show_verify(report, as_json=json)

@@ -10,7 +10,9 @@ from .console import out, print_json
 
 
 def _fmt(value: float, unit: str) -> str:
-    return f"{value / GB:,.1f} GiB" if unit == "bytes" else f"{value:,.0f}"
+    if unit == "bytes":
+        return f"{value / GB:,.1f} GiB"
+    return f"{value:,.0f} min" if unit == "minutes" else f"{value:,.0f}"
 
 
 def _folded(lines: list[Line]) -> list[Line]:

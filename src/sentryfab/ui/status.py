@@ -16,7 +16,7 @@ from rich.text import Text
 from ..folding import fold_names
 from ..roles import ROLES
 from ..status.model import HostStatus, StatusReport
-from ..status.thresholds import fmt, human_bytes
+from ..status.thresholds import duration, fmt, human_bytes
 from .console import out, print_json
 
 STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
@@ -149,13 +149,27 @@ def _redis_figures(m: dict[str, Any]) -> str:
     text = f"{human_bytes(m['used_memory'])}"
     if m.get("maxmemory"):
         text += f" of {human_bytes(m['maxmemory'])}"
+    if m.get("holds_payloads"):
+        pct = f" ({fmt(m['memory_pct'], 'pct')})" if m.get("memory_pct") is not None else ""
+        text = f"payloads {text}{pct}"
     text += f", {m.get('connected_clients', 0):.0f} clients"
+    if m.get("evicted_since_last"):
+        text += f", {m['evicted_since_last']:.0f} evicted since last check"
     if m.get("queue_length") is not None:
         growth = m.get("queue_growth_per_s")
         text += f", queue {m['queue_length']:.0f}"
         if growth is not None:
             text += f" ({fmt(growth, 'per_s')})"
+        text += _backlog_figure(m)
     return text
+
+
+def _backlog_figure(m: dict[str, Any]) -> str:
+    """', backlog age 4 min' while tasks wait ('unknown' if none could be read)."""
+    age = m.get("backlog_age_s")
+    if age is None:
+        return ", backlog age unknown" if m.get("queue_length") else ""
+    return f", backlog age {duration(age)}" if age > 0 else ""
 
 
 def _db_figures(m: dict[str, Any]) -> str:
@@ -223,7 +237,8 @@ def summary(report: StatusReport) -> Text:
     if v.cron_hosts:
         extra.append(f"{len(v.cron_hosts)} cron ({', '.join(v.cron_hosts)})")
     if v.queue_length is not None:
-        extra.append(f"queue {v.queue_length}")
+        age = f", backlog age {duration(v.backlog_age_s)}" if v.backlog_age_s else ""
+        extra.append(f"queue {v.queue_length}{age}")
     if v.problems:
         extra.append(f"{len(v.problems)} cluster finding{'s' * (len(v.problems) != 1)}")
     if extra:

@@ -14,7 +14,7 @@ from rich.text import Text
 from ..roles import expand_role
 from ..status import parsers
 from ..status.model import HostStatus, StatusReport
-from ..status.thresholds import fmt, human_bytes
+from ..status.thresholds import duration, fmt, human_bytes
 from .status import SHORT, STYLE, host_cells
 
 
@@ -136,6 +136,7 @@ def _redis_view(hosts: list[HostStatus], role: str) -> Group:
 
     rows: list[tuple[str, Callable[[HostStatus], str | Text]]] = [
         ("role", info("role")), ("version", info("redis_version")),
+        ("holds event payloads", met(lambda m: "yes" if m.get("holds_payloads") else "no")),
         ("memory", met(_memory)), ("policy", info("maxmemory_policy")),
         ("clients", met(lambda m: f"{m.get('connected_clients') or 0:.0f} of "
                                   f"{m.get('maxclients') or 0:.0f}")),
@@ -147,10 +148,11 @@ def _redis_view(hosts: list[HostStatus], role: str) -> Group:
     ]
     if role == "redis-queue":
         rows.append(("queue", met(_queue)))
+        rows.append(("backlog age", met(lambda m: "-" if m.get("backlog_age_s") is None
+                                        else duration(m["backlog_age_s"]))))
         keys = sorted({k for st in hosts if role in st.facts for k in st.facts[role].lengths})
         for key in keys:
-            rows.append((f"  {key}", lambda st, k=key: str(st.facts[role].lengths.get(k, "-"))
-                         if role in st.facts else "-"))
+            rows.append((f"  {key}", lambda st, k=key: _queue_key(st, role, k)))
         rows.append(("worker heartbeats", lambda st: str(st.facts[role].heartbeats)
                      if role in st.facts and st.facts[role].heartbeats is not None else "-"))
     return Group(_kv(role, hosts, rows), _containers_view(hosts, role))
@@ -167,6 +169,18 @@ def _queue(m: dict[str, Any]) -> str:
     growth = m.get("queue_growth_per_s")
     return f"{m.get('queue_length') or 0:.0f}" + (f" ({fmt(growth, 'per_s')})"
                                                    if growth is not None else "")
+
+
+def _queue_key(st: HostStatus, role: str, key: str) -> str:
+    """'120 (oldest 4 min)': a queue's length and how long its oldest task has waited."""
+    if role not in st.facts:
+        return "-"
+    text = str(st.facts[role].lengths.get(key, "-"))
+    ages = st.facts.get("backlog", {})
+    if key in ages:
+        age = ages[key]
+        text += f" (oldest {'unknown' if age is None else duration(age)})"
+    return text
 
 
 def _persistence(f: parsers.RedisFacts | None) -> Text | str:

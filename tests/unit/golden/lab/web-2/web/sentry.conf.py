@@ -3,9 +3,11 @@
 # inventory instead. Holds secrets: mode 0600, never shown by sentryfab.
 #
 # Django settings for every Sentry process (web, worker, cron) on this host. Sentry options
-# (secret key, Redis clusters) live in config.yml beside this file.
-
-from urllib.parse import quote as _quote
+# (secret key, Redis clusters, mail, file storage) live in config.yml beside this file.
+#
+# Sentry 9 runs on Python 2.7: this file must stay valid Python 2.7 (no f-strings, no
+# urllib.parse, no keyword-only arguments, ASCII only). Values are rendered as literals that
+# both Pythons read alike; config push refuses a file with a Python-3-only construct.
 
 from sentry.conf.server import *  # noqa: F401,F403
 
@@ -15,7 +17,9 @@ from sentry.conf.server import *  # noqa: F401,F403
 
 # Sentry talks to PgBouncer (pgbouncer-1), never to PostgreSQL directly: thousands of
 # Sentry threads share a few dozen server connections, and a database failover only rewrites
-# PgBouncer's [databases] entry, not this file.
+# PgBouncer's [databases] entry, not this file. PgBouncer pools by transaction; Sentry 9
+# (Django 1.6, psycopg2) uses neither server-side cursors nor prepared statements, the two
+# features that transaction pooling breaks.
 DATABASES = {
     "default": {
         "ENGINE": "sentry.db.postgres",
@@ -24,12 +28,6 @@ DATABASES = {
         "PASSWORD": "fake-db-password",
         "HOST": "10.231.0.19",
         "PORT": "6432",
-        # PgBouncer pools by transaction: consecutive transactions of one client may run on
-        # different server connections. A server-side cursor (Django's .iterator()) lives in
-        # one server session and would be gone, or belong to someone else, at the next fetch.
-        # psycopg2 (Sentry's driver) uses no server-side prepared statements, the other
-        # feature transaction pooling breaks.
-        "DISABLE_SERVER_SIDE_CURSORS": True,
         # Keep the client connection to PgBouncer between requests: it costs the database
         # nothing (PgBouncer holds it, not PostgreSQL) and saves a TCP + SCRAM handshake
         # (4096 PBKDF2 rounds on our side) per request.
@@ -41,35 +39,66 @@ DATABASES = {
     }
 }
 
+# 64-bit ids. This decides the column types when the first `sentry upgrade` creates the
+# schema; changing it afterwards alters no table (Sentry: not without altering every schema
+# first). 32-bit ids run out after 2^31 rows: about 5 days of events at 5,000 events/s.
+SENTRY_USE_BIG_INTS = True
+
+###########
+# General #
+###########
+
+# One organization holding every team: the UI skips the organization picker and new users
+# join it. Set `sentry: {single_organization: false}` in the inventory for several.
+SENTRY_SINGLE_ORGANIZATION = True
+
 #########
 # Redis #
 #########
 
 # The clusters themselves (hosts, password) are the `redis.clusters` option in config.yml:
-# "default" is the redis-cache hosts (LRU eviction, no persistence), "queue" the redis-queue
-# host (no eviction, persisted). The backends below use "default" (Sentry's default cluster);
-# their *_OPTIONS are left as Sentry ships them, since their keys differ between releases.
+# "default" is the redis-cache hosts (allkeys-lru: they evict when full, no persistence),
+# "queue" the redis-queue host (noeviction, AOF-persisted, sized for a backlog).
+#
+# SENTRY_CACHE holds every accepted event until a worker has stored it: web puts the
+# payload there under e:<event_id>:<project> (1 h expiry) and enqueues a Celery task that
+# carries only that key; the worker reads the payload back. An evicted payload is an event
+# lost (preprocess.failed.empty). So it lives on the queue host, beside its task message:
+# the two survive or fail together, and a full queue Redis makes web answer an error the
+# client sees instead of evicting events it already accepted. See
+# docs/decisions/0002-separate-cache-and-queue-redis.md.
 SENTRY_CACHE = "sentry.cache.redis.RedisCache"
-# Pending counter increments (times_seen, last_seen), flushed to PostgreSQL by cron. An evicted
-# buffer key loses a few increments, the price of keeping this write-heavy traffic off the
-# single queue host.
+SENTRY_CACHE_OPTIONS = {"cluster": "queue"}
+# Attachments (minidumps, event attachments) wait for their worker in the same cache:
+# Sentry's default, written out so that nobody moves it away from SENTRY_CACHE by accident.
+SENTRY_ATTACHMENTS = "sentry.attachments.default.DefaultAttachmentCache"
+
+# The rest stays on the cache hosts ("default"), where eviction costs a little accuracy and
+# no event:
+# - buffers: pending counter increments (times_seen, last_seen) that cron flushes to
+#   PostgreSQL; an evicted key loses a few increments, never the event.
 SENTRY_BUFFER = "sentry.buffer.redis.RedisBuffer"
+# - quotas and rate limits: counters per time window; an evicted counter starts again from
+#   zero, so a project may briefly get more than its quota through, never less.
 SENTRY_QUOTAS = "sentry.quotas.redis.RedisQuota"
 SENTRY_RATELIMITER = "sentry.ratelimits.redis.RedisRateLimiter"
+# - digests: pending notification summaries; an evicted one is a summary email not sent
+#   (the issues themselves are in PostgreSQL and on the issue stream).
 SENTRY_DIGESTS = "sentry.digests.backends.redis.RedisBackend"
+# - TSDB: the counters behind graphs and frequency alert rules; an evicted one is a gap in
+#   a graph. Sentry's default is a dummy TSDB that records nothing (empty graphs).
+SENTRY_TSDB = "sentry.tsdb.redis.RedisTSDB"
+# Django's own cache (CACHES) stays Sentry's DummyCache: Sentry 9's Django 1.6 has no Redis
+# backend for it, and the memcached that Sentry's on-premise setup uses is not a role
+# sentryfab runs. Its lookups (project keys, options) go to PostgreSQL through PgBouncer.
 
 #########
 # Queue #
 #########
 
 # Celery's broker: the task messages web processes enqueue and workers consume, on the
-# redis-queue host (redis-queue-1).
-_QUEUE_REDIS_PASSWORD = "fake-redis-password"
-BROKER_URL = "redis://:%s@%s:%d/0" % (
-    _quote(_QUEUE_REDIS_PASSWORD, safe=""),
-    "10.231.0.16",
-    6379,
-)
+# redis-queue host (redis-queue-1). The password is percent-encoded in the URL.
+BROKER_URL = "redis://:fake-redis-password@10.231.0.16:6379/0"
 
 ##############
 # Web server #
@@ -94,6 +123,8 @@ SENTRY_WEB_OPTIONS = {
     "max-requests": 100000,
     "max-requests-delta": 500,
     "max-worker-lifetime": 86400,
-    # nginx logs every request already (with the upstream that served it).
+    # nginx logs every request already (with the upstream that served it); no per-request
+    # memory report either (Sentry's default turns it on).
     "disable-logging": True,
+    "memory-report": False,
 }
