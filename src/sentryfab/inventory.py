@@ -22,7 +22,7 @@ DEFAULT_FILE = "hosts.yaml"
 TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds", "owners",
             "dashboards", "alerts", "sentry")
 #: The `sentry:` section: settings of Sentry itself, the same on all its hosts.
-SENTRY_KEYS = ("url", "admin_email", "single_organization", "mail")
+SENTRY_KEYS = ("url", "admin_email", "single_organization", "sample_data", "mail")
 MAIL_KEYS = ("host", "port", "username", "from", "use_tls")
 SSH_KEYS = ("user", "port", "key_file", "known_hosts", "connect_timeout", "command_timeout",
             "jump")
@@ -407,8 +407,9 @@ class _Validator:
                                     and not url.endswith("/")):
             self.add("sentry/url", f"must be the address users reach Sentry at, like "
                                    f"https://sentry.example.net (no trailing /), got {url!r}")
-        if "single_organization" in raw and not isinstance(raw["single_organization"], bool):
-            self.add("sentry/single_organization", "must be true or false")
+        for flag in ("single_organization", "sample_data"):
+            if flag in raw and not isinstance(raw[flag], bool):
+                self.add(f"sentry/{flag}", "must be true or false")
         mail = raw.get("mail")
         if mail is None:
             return

@@ -8,6 +8,7 @@ Redis, Sentry's Celery workers, PgBouncer and PostgreSQL; the real `raven` clien
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -101,11 +102,14 @@ def test_the_real_raven_client_sends_and_every_event_is_stored(inv, tmp_path):
     client = raven.Client(str(dsn), transport=HTTPTransport, raise_send_errors=True,
                           install_sys_hook=False, install_logging_hook=False,
                           enable_breadcrumbs=False)
-    ids = []
+    ids, alive = [], []
     for i in range(60):
         try:
             raise ValueError(f"sentryfab raven test #{i}")
-        except ValueError:
+        except ValueError as e:
+            # raven skips an exception it has seen, keyed by id(): keep each one alive, or
+            # the next one may reuse its id and be skipped as a repeat.
+            alive.append(e)
             ids.append(client.captureException())
         ids.append(client.captureMessage(f"sentryfab raven message #{i}", level="warning"))
     assert len(set(ids)) == 120 and all(len(e) == 32 for e in ids)
@@ -151,8 +155,14 @@ def test_no_accepted_event_is_lost_when_the_cache_redis_fills_up(inv, tmp_path):
                timeout=300)
         evicted = redis_info(inv, "redis-cache", "evicted_keys") - evicted_before
         assert evicted > 0, "the fill did not make the cache Redis evict"
-        backlog = fab("status", "--roles=redis-queue", "--json")
-        assert backlog.stdout, backlog.stderr
+        # fab status sees the backlog waiting on the queue Redis: its length, its age, the
+        # payload memory, and no payload evicted.
+        doc = json.loads(fab("status", "--roles=redis-queue", "--json").stdout)
+        queue = doc["hosts"][0]["metrics"]["redis-queue"]
+        assert queue["holds_payloads"] == 1 and queue["evicted_keys"] == 0
+        assert queue["queue_length"] >= 200, queue
+        assert queue["backlog_age_s"] >= 10, queue  # the first event waits since the load began
+        assert queue["used_memory"] > 0 and queue["memory_pct"] is not None
     finally:
         workers(inv, "start")
     v = verify(inv, report.ids_file, wait=300)

@@ -98,6 +98,8 @@ ssh:
   known_hosts: known_hosts
   connect_timeout: 5
 secrets: secrets.yaml
+sentry:
+  sample_data: false
 roles:
   web: {image: lab/sentry, tag: 9.1.2, processes: 2, threads: 4, health_timeout: 120, \
 keep_images: 20}

@@ -50,6 +50,7 @@ def site(inv: Inventory) -> dict[str, Any]:
         "https": url.startswith("https://"),
         "admin_email": str(raw.get("admin_email") or ""),
         "single_organization": bool(raw.get("single_organization", True)),
+        "sample_data": bool(raw.get("sample_data", True)),
         "mail": {
             "host": str(mail.get("host") or ""),
             "port": int(mail.get("port") or MAIL_PORTS[use_tls]),

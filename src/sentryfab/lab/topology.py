@@ -68,6 +68,8 @@ ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("nginx", {}),
 )
 
+SENTRY_SETTINGS: dict[str, object] = {"sample_data": False}
+
 SSH_SETTINGS: dict[str, object] = {
     "user": "root",
     "port": 22,
@@ -236,6 +238,8 @@ def inventory(hosts: list[Host]) -> dict[str, object]:
         "cluster": "lab",
         "ssh": dict(SSH_SETTINGS),
         "secrets": SECRETS_FILE,
+        # Every accepted event stored, none sampled away: lab.verify counts them one by one.
+        "sentry": dict(SENTRY_SETTINGS),
         "roles": roles,
         "hosts": {h.name: {"address": h.address, "roles": list(h.roles)} for h in hosts},
     }
@@ -249,7 +253,8 @@ def _flow(value: object) -> str:
 def inventory_yaml(hosts: list[Host]) -> str:
     """hosts.yaml text: block style for sections, one flow-style line per role and host."""
     data = inventory(hosts)
-    head = {"cluster": data["cluster"], "ssh": data["ssh"], "secrets": data["secrets"]}
+    head = {"cluster": data["cluster"], "ssh": data["ssh"], "secrets": data["secrets"],
+            "sentry": data["sentry"]}
     lines = [INVENTORY_HEADER + yaml.safe_dump(head, sort_keys=False).rstrip("\n")]
     for section in ("roles", "hosts"):
         lines.append(f"{section}:")
