@@ -105,8 +105,8 @@ roles:
 keep_images: 20}
   worker: {image: lab/sentry, tag: 9.1.2, processes: 2, concurrency: 1, keep_images: 20}
   cron: {image: lab/sentry, tag: 9.1.2, keep_images: 20}
-  redis-cache: {image: lab/base, tag: '1', maxmemory: 64mb}
-  redis-queue: {image: lab/base, tag: '1'}
+  redis-cache: {image: lab/redis, tag: '6', maxmemory: 64mb}
+  redis-queue: {image: lab/redis, tag: '6'}
   db: {image: lab/base, tag: '1', synchronous: true}
   pgbouncer: {image: lab/base, tag: '1'}
   nginx: {image: lab/base, tag: '1'}

@@ -169,9 +169,9 @@ def docker_image_label(ref: str) -> list[str]:
             '{{index .Config.Labels "' + BASE_LABEL + '"}}', ref]
 
 
-def docker_import(ref: str, key: str) -> list[str]:
+def docker_import(ref: str, key: str, path: str = IMAGE_PATH) -> list[str]:
     """Import a root file system tar from stdin as image `ref`, labelled with its cache key."""
-    return ["docker", "import", "--change", f"ENV PATH={IMAGE_PATH}",
+    return ["docker", "import", "--change", f"ENV PATH={path}",
             "--change", f"LABEL {BASE_LABEL}={key}", "-", ref]
 
 

@@ -43,7 +43,7 @@ class HostState:
     ssh: bool  # sshd sent its banner
     dockerd_pid: int | None = None
     docker: bool | None = None  # None: the host has no engine
-    image: bool | None = None  # lab/base:1 imported from the current base tar
+    image: bool | None = None  # lab/base:1 (and lab/sentry, lab/redis where used) current
 
     @property
     def healthy(self) -> bool:
@@ -190,9 +190,9 @@ def wait_dockerd(host: Host, timeout: float = DOCKERD_TIMEOUT) -> None:
         time.sleep(0.25)
 
 
-def image_key_of(host: Host, anchor: int) -> str | None:
-    """The base-tar key labelled on the host's lab image, or None if it has no such image."""
-    shown = docker(host, anchor, cmd.docker_image_label(IMAGE_REF), what="docker", timeout=20,
+def image_key_of(host: Host, anchor: int, ref: str = IMAGE_REF) -> str | None:
+    """The tar key labelled on the host's image `ref` (lab/base:1), or None if it has none."""
+    shown = docker(host, anchor, cmd.docker_image_label(ref), what="docker", timeout=20,
                    check=False)
     return shown.stdout.strip() if shown.returncode == 0 else None
 

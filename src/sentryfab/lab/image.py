@@ -3,6 +3,8 @@
 No registry can be pulled from, so the root file system is built with debootstrap,
 packed as `base-<key>.tar` under ~/.cache/sentryfab/ (the key changes with the suite,
 package list or mirror) and imported into each role host's engine as lab/base:1.
+`ensure_tar` and `ensure_image` serve the lab's other debootstrapped images too
+(lab/redis:6, redis_image.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -80,9 +82,10 @@ def parse_mirror(sources: Iterable[tuple[str, str]], suite: str = SUITE) -> str 
     return None
 
 
-def cache_key(suite: str, packages: Iterable[str], mirror: str) -> str:
-    """Short hash naming a base tar: any change to what goes in makes a new one."""
-    text = "\n".join([suite, ",".join(sorted(packages)), mirror])
+def cache_key(suite: str, packages: Iterable[str], mirror: str, *extra: str) -> str:
+    """Short hash naming a tar: any change to what goes in (`extra`: the rest of its
+    recipe) makes a new one."""
+    text = "\n".join([suite, ",".join(sorted(packages)), mirror, *extra])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -127,10 +130,21 @@ def pack_rootfs(rootfs: Path, out: Path, extra_dirs: Iterable[str] = ()) -> None
 
 def ensure_base_tar(on_step: Step | None = None) -> BaseImage:
     """The cached base tar for the current key, building it with debootstrap if missing."""
+    return ensure_tar("base", SUITE, PACKAGES, on_step)
+
+
+def ensure_tar(name: str, suite: str, packages: Sequence[str], on_step: Step | None = None, *,
+               extra: Sequence[str] = (), finish: Callable[[Path], None] | None = None,
+               what: str = "the base image") -> BaseImage:
+    """The cached `<name>-<key>.tar` of a minimal `suite` with `packages`, built if missing.
+
+    `finish(rootfs)` runs on the fresh root before it is packed; whatever it does must be
+    in `extra` (part of the key), so that a changed recipe makes a new tar.
+    """
     started = time.monotonic()
-    mirror = read_mirror()
-    key = cache_key(SUITE, PACKAGES, mirror)
-    out = cache_dir() / f"base-{key}.tar"
+    mirror = read_mirror(suite)
+    key = cache_key(suite, packages, mirror, *extra)
+    out = cache_dir() / f"{name}-{key}.tar"
     if out.exists():
         return BaseImage(out, key, False, time.monotonic() - started)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,24 +152,27 @@ def ensure_base_tar(on_step: Step | None = None) -> BaseImage:
     log = out.parent / f"build-{key}.log"
     remove_tree(rootfs, what="removing an old build folder")  # a failed earlier attempt
     if on_step:
-        on_step("lab", f"building the base image with debootstrap from {mirror} (~2 min)")
+        on_step("lab", f"building {what} with debootstrap of {suite} from {mirror} (~2 min)")
     with open(log, "wb") as f:
-        result = _debootstrap(rootfs, mirror, f)
+        result = _debootstrap(suite, packages, rootfs, mirror, f)
     if result != 0:
         detail = tail(rootfs / "debootstrap" / "debootstrap.log")
-        raise LabError(f"debootstrap of {SUITE} from {mirror} failed (exit {result}).\n"
+        raise LabError(f"debootstrap of {suite} from {mirror} failed (exit {result}).\n"
                        f"{tail(log)}\n{detail}\nCheck the network and the mirror, then run "
                        "`fab lab.up` again.")
+    if finish:
+        finish(rootfs)
     if on_step:
-        on_step("lab", "packing the base image")
+        on_step("lab", f"packing {what}")
     pack_rootfs(rootfs, out)
     remove_tree(rootfs, what="removing the build folder")
     log.unlink(missing_ok=True)
     return BaseImage(out, key, True, time.monotonic() - started)
 
 
-def _debootstrap(rootfs: Path, mirror: str, log: IO[bytes]) -> int:
-    argv = cmd.debootstrap(SUITE, PACKAGES, rootfs, mirror)
+def _debootstrap(suite: str, packages: Sequence[str], rootfs: Path, mirror: str,
+                 log: IO[bytes]) -> int:
+    argv = cmd.debootstrap(suite, packages, rootfs, mirror)
     try:
         return subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=ENV,
                               timeout=1800).returncode
@@ -163,14 +180,16 @@ def _debootstrap(rootfs: Path, mirror: str, log: IO[bytes]) -> int:
         raise LabError("debootstrap is not installed; apt-get install -y debootstrap") from exc
 
 
-def ensure_image(host: Host, anchor: int, base: BaseImage, on_step: Step | None = None) -> bool:
-    """Import the base tar into the host's engine unless it has it already; True if imported."""
-    if hosts.image_key_of(host, anchor) == base.key:
+def ensure_image(host: Host, anchor: int, base: BaseImage, on_step: Step | None = None, *,
+                 ref: str = hosts.IMAGE_REF, path: str = cmd.IMAGE_PATH) -> bool:
+    """Import a tar into the host's engine as `ref` (with `path` as its PATH) unless it has
+    it already; True if imported."""
+    if hosts.image_key_of(host, anchor, ref) == base.key:
         return False
     if on_step:
-        on_step(host.name, f"importing {hosts.IMAGE_REF}")
+        on_step(host.name, f"importing {ref}")
     with open(base.path, "rb") as tar:
         # stdin, not a path: inside the host, the machine's /root is hidden by the host's own.
-        hosts.docker(host, anchor, cmd.docker_import(hosts.IMAGE_REF, base.key),
-                     what=f"importing {hosts.IMAGE_REF}", stdin=tar, timeout=900)
+        hosts.docker(host, anchor, cmd.docker_import(ref, base.key, path),
+                     what=f"importing {ref}", stdin=tar, timeout=900)
     return True

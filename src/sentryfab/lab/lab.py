@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from sentryfab.errors import LabError
-from sentryfab.lab import client, hosts, image, network, procs, sentry_image
+from sentryfab.lab import client, hosts, image, network, procs, redis_image, sentry_image
 from sentryfab.lab import commands as cmd
 from sentryfab.lab.hosts import HostState
 from sentryfab.lab.image import BaseImage
@@ -70,6 +70,7 @@ class LabReport:
     lab_dir: Path | None = None
     image: BaseImage | None = None
     sentry_images: tuple[SentryImage, ...] = ()
+    redis_image: BaseImage | None = None
 
     @property
     def changed(self) -> bool:
@@ -164,7 +165,8 @@ def _ensure_mountpoints(wanted: list[Host]) -> list[str]:
 # --- up ----------------------------------------------------------------------------------
 
 def _bring_up(wanted: list[Host], pubkey: str, base: BaseImage,
-              sentry_tars: Sequence[SentryImage], on_step: Step | None) -> list[HostReport]:
+              sentry_tars: Sequence[SentryImage], redis: BaseImage, on_step: Step | None
+              ) -> list[HostReport]:
     """Network, files, daemons and images of each host; only what is missing is done."""
     actions: dict[str, list[str]] = {h.name: [] for h in wanted}
 
@@ -195,6 +197,9 @@ def _bring_up(wanted: list[Host], pubkey: str, base: BaseImage,
             raise LabError(f"{h.name} has no sshd or dockerd left after start. {hosts.RETRY_HINT}")
         if image.ensure_image(h, anchor, base, on_step):
             actions[h.name].append(f"imported {hosts.IMAGE_REF}")
+        # Redis 6 on the Redis hosts (Sentry 9's digests need a Redis before 7).
+        if redis_image.redis_hosts([h]) and redis_image.ensure_image(h, anchor, redis, on_step):
+            actions[h.name].append(f"imported {redis_image.REF}")
 
     _parallel([h for h in wanted if h.has_docker], load, IMPORT_WORKERS)
     # The real Sentry images on web, worker and cron hosts, one import per host and image.
@@ -226,6 +231,9 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
             lab_actions.append(f"built {base.path} in {base.seconds:.0f} s")
         sentry_tars = sentry_image.ensure_sentry_tars(on_step)
         lab_actions += [f"built {t.path} in {t.seconds:.0f} s" for t in sentry_tars if t.built]
+        redis = redis_image.ensure_redis_tar(on_step)
+        if redis.built:
+            lab_actions.append(f"built {redis.path} in {redis.seconds:.0f} s")
         # Recorded before anything is created, so `down` can undo a failed `up`.
         previous = _recorded_hosts(state)
         state["hosts"] = sorted({h.name for h in previous} | {h.name for h in wanted})
@@ -243,10 +251,10 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
             state["forward_rule"] = True
             _save_state(state)
             lab_actions.append("allowed bridge traffic in iptables FORWARD")
-        reports = _bring_up(wanted, pubkey, base, sentry_tars, on_step)
+        reports = _bring_up(wanted, pubkey, base, sentry_tars, redis, on_step)
         lab_actions += client.write_files(lab_dir, wanted)
     return LabReport("up", tuple(reports), tuple(lab_actions), time.monotonic() - started,
-                     lab_dir, base, sentry_tars)
+                     lab_dir, base, sentry_tars, redis)
 
 
 def _remove_host(host: Host) -> None:
@@ -334,14 +342,18 @@ def status() -> list[HostState]:
     recorded = _recorded_hosts(_load_state())
     key = image.current_key()
     sentry_keys = sentry_image.current_keys()
+    redis_key = redis_image.current_key()
     snap = procs.snapshot()
 
     def check(h: Host) -> HostState:
         state = hosts.check(h, snap, key)
         anchor = hosts.anchor_pid(h, snap)
-        # On Sentry hosts `image` also covers lab/sentry:<version> being the current build.
+        # On Sentry and Redis hosts `image` also covers their own images being current.
         if state.image and anchor is not None and sentry_image.sentry_hosts([h]):
             state = replace(state, image=sentry_image.images_current(h, anchor, sentry_keys))
+        if state.image and anchor is not None and redis_image.redis_hosts([h]):
+            current = hosts.image_key_of(h, anchor, redis_image.REF) == redis_key
+            state = replace(state, image=current)
         return state
 
     return _parallel(recorded, check, HOST_WORKERS)
@@ -366,7 +378,8 @@ def start_host(name: str, on_step: Step | None = None) -> HostReport:
         network.ensure_bridge()
         base = image.ensure_base_tar(on_step)
         sentry_tars = sentry_image.ensure_sentry_tars(on_step)
-        return _bring_up([host], pubkey, base, sentry_tars, on_step)[0]
+        redis = redis_image.ensure_redis_tar(on_step)
+        return _bring_up([host], pubkey, base, sentry_tars, redis, on_step)[0]
 
 
 def stop_sshd(name: str) -> bool:

@@ -34,6 +34,11 @@ IMAGE_TAG = "1"
 SENTRY_IMAGE = "lab/sentry"
 SENTRY_TAG = "9.1.2"
 SENTRY_ROLES = ("web", "worker", "cron")
+#: Redis 6 for Sentry's Redis roles (lab/redis_image.py): Sentry 9's digest scripts assign
+#: Lua globals, which Redis 7 (bookworm's, in lab/base:1) refuses.
+REDIS_IMAGE = "lab/redis"
+REDIS_TAG = "6"
+REDIS_ROLES = ("redis-cache", "redis-queue")
 
 # Role hosts in address order: name, roles. The order is the contract for addresses.
 ROLE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -230,10 +235,7 @@ def find_host(name: str) -> Host | None:
 
 def inventory(hosts: list[Host]) -> dict[str, object]:
     """The lab inventory as data, in the shape of hosts.yaml."""
-    roles = {
-        role: {"image": SENTRY_IMAGE, "tag": SENTRY_TAG, **extra} if role in SENTRY_ROLES
-        else {"image": IMAGE, "tag": IMAGE_TAG, **extra} for role, extra in ROLE_SETTINGS
-    }
+    roles = {role: {**_image(role), **extra} for role, extra in ROLE_SETTINGS}
     return {
         "cluster": "lab",
         "ssh": dict(SSH_SETTINGS),
@@ -243,6 +245,15 @@ def inventory(hosts: list[Host]) -> dict[str, object]:
         "roles": roles,
         "hosts": {h.name: {"address": h.address, "roles": list(h.roles)} for h in hosts},
     }
+
+
+def _image(role: str) -> dict[str, object]:
+    """The lab image a role runs."""
+    if role in SENTRY_ROLES:
+        return {"image": SENTRY_IMAGE, "tag": SENTRY_TAG}
+    if role in REDIS_ROLES:
+        return {"image": REDIS_IMAGE, "tag": REDIS_TAG}
+    return {"image": IMAGE, "tag": IMAGE_TAG}
 
 
 def _flow(value: object) -> str:
