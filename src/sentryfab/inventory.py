@@ -6,7 +6,7 @@ import difflib
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from .errors import InventoryError
-from .roles import ROLE_NEEDS, ROLES, SENTRY_ROLES
+from .roles import REDIS_ROLES, ROLE_NEEDS, ROLES, SENTRY_ROLES
 
 ENV_VAR = "SENTRYFAB_INVENTORY"
 DEFAULT_FILE = "hosts.yaml"
@@ -39,6 +39,9 @@ MOVING_TAGS = ("latest", "nightly")
 # Symbolicator; Relay came with 20.6 (getsentry/onpremise's docker-compose.yml at each tag).
 _NEEDS_10 = "Kafka, Snuba, ClickHouse and Symbolicator"
 _NEEDS_20 = "Relay, Kafka, Snuba, ClickHouse and Symbolicator"
+#: The Redis the reference pins: 7 made Lua globals read-only, and Sentry 9's digest
+#: scripts write one (Sentry 9's era ran Redis 3.2 to 5; 6.x still allows it).
+LAST_REDIS = "6.2"
 SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*([kmgt]b?|b)?$", re.IGNORECASE)
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
@@ -116,6 +119,24 @@ def sentry_release_problem(tag: str) -> str | None:
     if m and int(m.group(1)) >= 10:
         needs = _NEEDS_20 if int(m.group(1)) >= 20 else _NEEDS_10
         return f"Sentry {tag} needs {needs}, roles sentryfab does not manage. " + pin
+    return None
+
+
+def redis_release_problem(tag: str) -> str | None:
+    """Why Sentry 9 cannot use the Redis image tagged `tag`, or None if it can.
+
+    A tag whose version is 7 or later is refused, and so is `latest` (the newest Redis).
+    Anything else passes: 6.2, 5.0.14, 6-alpine, a lab build like 6 or 1.
+    """
+    why = ("Sentry 9's digest scripts write Lua globals, which Redis 7 and later refuse "
+           "('Attempt to modify a readonly table': no alert digest is ever sent)")
+    pin = f'use a Redis before 7, like tag: "{LAST_REDIS}"'
+    if tag.lower() in MOVING_TAGS:
+        return (f"Redis image tag '{tag}' names no release: it moves, and on the official "
+                f"redis image it is the newest. {why}: {pin}")
+    m = _VERSION_RE.match(tag)
+    if m and int(m.group(1)) >= 7:
+        return f"Redis {tag}: {why}: {pin}"
     return None
 
 
@@ -291,7 +312,9 @@ class _Validator:
             if "processes" in rvars and _is(rvars["processes"], int) and rvars["processes"] < 1:
                 self.add(f"{path}/processes", "must be at least 1")
             if role in SENTRY_ROLES:
-                self._sentry_tag(rvars, path)
+                self._tag(rvars, path, sentry_release_problem)
+            if role in REDIS_ROLES:
+                self._tag(rvars, path, redis_release_problem)
             if role == "redis-queue":
                 self._backlog_vars(rvars, path)
             out[role] = rvars
@@ -334,7 +357,9 @@ class _Validator:
                 self.add(f"{path}/vars", "must be a mapping")
                 hvars = {}
             if set(roles) & set(SENTRY_ROLES):
-                self._sentry_tag(hvars, f"{path}/vars")
+                self._tag(hvars, f"{path}/vars", sentry_release_problem)
+            if set(roles) & set(REDIS_ROLES):
+                self._tag(hvars, f"{path}/vars", redis_release_problem)
             if "redis-queue" in roles:
                 self._backlog_vars(hvars, f"{path}/vars")
             key = (address, port)
@@ -378,10 +403,12 @@ class _Validator:
             self.add("hosts", "role 'cron' must run on exactly one host, found none: "
                               "add 'cron' to one worker's roles")
 
-    def _sentry_tag(self, rvars: dict[str, Any], path: str) -> None:
+    def _tag(self, rvars: dict[str, Any], path: str,
+             problem_of: Callable[[str], str | None]) -> None:
+        """An image tag the role's rule (`problem_of`) refuses is a problem at `path`/tag."""
         tag = rvars.get("tag")
         if isinstance(tag, str):
-            problem = sentry_release_problem(tag)
+            problem = problem_of(tag)
             if problem:
                 self.add(f"{path}/tag", problem)
 

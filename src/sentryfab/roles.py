@@ -26,9 +26,12 @@ ROLE_NEEDS: dict[str, tuple[str, ...]] = {
 #: Roles that run Sentry itself (one image, different commands).
 SENTRY_ROLES: tuple[str, ...] = ("web", "worker", "cron")
 
+#: Roles that run Redis (two profiles of one image).
+REDIS_ROLES: tuple[str, ...] = ("redis-cache", "redis-queue")
+
 #: Names accepted by --roles that stand for several inventory roles.
 ROLE_GROUPS: dict[str, tuple[str, ...]] = {
-    "redis": ("redis-cache", "redis-queue"),
+    "redis": REDIS_ROLES,
     "sentry": SENTRY_ROLES,
 }
 

@@ -26,6 +26,11 @@ IDS_DIR = REPO / "lab" / "load"
 FIRST = "9.1.2"  # the real Sentry the lab inventory names
 LAB2 = "9.1.2-lab2"  # the same Sentry under another release name
 BROKEN = "9.1.2-lab3-broken"  # its entrypoint exits at once
+# Events/s through nginx under load. The real Sentry's four lab workers store about 15-25
+# events/s on two cores shared with everything else: a backlog builds during a run and
+# drains within DRAIN seconds after it.
+RATE = 30
+DRAIN = 300
 
 
 def deploy(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -45,7 +50,7 @@ def versions(inv, role: str) -> dict[str, set[str]]:
     return {x.host.name: set(x.stdout.split()) for x in results}
 
 
-def verify(inv, ids: Path, wait: float = 60) -> load.VerifyReport:
+def verify(inv, ids: Path, wait: float = DRAIN) -> load.VerifyReport:
     with Runner(inv) as r:
         return load.verify(r, inv.host("db-1"), ids, wait=wait)
 
@@ -99,13 +104,13 @@ def test_rolling_web_deploy_under_load_fails_no_request_and_loses_no_event(clust
     inv, *_ = cluster
     with Runner(inv) as r:
         assert all(x.ok for x in release.release(r, inv, LAB2))
-    t, box = load_in_background(inv, rate=100, duration=25)
+    t, box = load_in_background(inv, rate=RATE, duration=30)
     time.sleep(2)
     proc = deploy("deploy.web", f"--tag={LAB2}", "--batch=1")
     t.join(timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lr = box["report"]
-    assert lr.sent == 2500
+    assert lr.sent == RATE * 30
     assert lr.failures == 0, lr.as_record()
     assert versions(inv, "web") == {"web-1": {LAB2}, "web-2": {LAB2}}
     v = verify(inv, IDS_DIR / "latest.ids")
@@ -175,7 +180,7 @@ def test_a_change_a_reload_applies_is_reloaded_not_restarted(cluster, tmp_path):
 
 def test_a_worker_killed_mid_load_loses_no_event(cluster):
     inv, *_ = cluster
-    t, box = load_in_background(inv, rate=100, duration=10)
+    t, box = load_in_background(inv, rate=RATE, duration=10)
     time.sleep(3)
     with Runner(inv) as r:
         # SIGKILL the process itself (docker kill would count as a stop): Docker restarts it.
@@ -185,7 +190,7 @@ def test_a_worker_killed_mid_load_loses_no_event(cluster):
     t.join(timeout=60)
     lr = box["report"]
     assert lr.failures == 0
-    v = verify(inv, IDS_DIR / "latest.ids", wait=90)
+    v = verify(inv, IDS_DIR / "latest.ids")
     assert (v.counts.stored, v.counts.missing, v.counts.duplicated) == (lr.accepted, 0, 0)
 
 
@@ -230,14 +235,14 @@ def test_worker_scale_changes_the_containers_and_the_inventory(cluster):
 
 
 def test_web_scale_up_and_down_under_load_never_points_nginx_at_a_closed_port(cluster):
-    """3 processes per web host, then 2 again, host by host, at 100 events/s: no request
+    """3 processes per web host, then 2 again, host by host, at RATE events/s: no request
     fails, no event is lost, and nginx never tried a port nothing listened on (hosts not
     reached yet stay listed with what they run; removed ports leave nginx before their
     containers stop)."""
     inv, *_ = cluster
     text = LAB_INVENTORY.read_text()
     since = int(time.time())
-    t, box = load_in_background(inv, rate=100, duration=40)
+    t, box = load_in_background(inv, rate=RATE, duration=40)
     time.sleep(2)
     try:
         up = deploy("web.scale", "--processes=3", "--batch=1")

@@ -186,7 +186,7 @@ def test_sentry_10_or_later_is_refused_where_it_is_written(write_inventory):
 
 def test_the_tag_rule_is_for_sentry_roles_only(write_inventory):
     inv = inventory.load(write_inventory(
-        MINIMAL + "roles:\n  redis-cache: {image: redis, tag: '24.1'}\n  db: {tag: latest}\n"))
+        MINIMAL + "roles:\n  nginx: {image: nginx, tag: '24.1'}\n  db: {tag: latest}\n"))
     assert inv.role_vars("db")["tag"] == "latest"
 
 
@@ -196,6 +196,46 @@ def test_the_tag_rule_is_for_sentry_roles_only(write_inventory):
 ])
 def test_sentry_release_problem(tag, refused):
     assert (inventory.sentry_release_problem(tag) is not None) == refused
+
+
+REDIS_ROLES_AT = """\
+roles:
+  redis-cache: {image: redis, tag: "%s"}
+  redis-queue: {image: redis, tag: "%s"}
+hosts:
+  web-1: {address: 10.0.0.1, roles: [web]}
+  worker-1: {address: 10.0.0.2, roles: [worker, cron]}
+  redis-1: {address: 10.0.0.3, roles: [redis-cache, redis-queue], vars: {tag: "%s"}}
+  db-1: {address: 10.0.0.4, roles: [db, pgbouncer]}
+"""
+DIGESTS = ("Sentry 9's digest scripts write Lua globals, which Redis 7 and later refuse "
+           "('Attempt to modify a readonly table': no alert digest is ever sent): use a Redis "
+           'before 7, like tag: "6.2"')
+
+
+@pytest.mark.parametrize("tag", ["6.2", "6", "6.0.16", "5.0.14", "6.2-alpine", "1"])
+def test_redis_before_7_passes(write_inventory, tag):
+    inv = inventory.load(write_inventory(REDIS_ROLES_AT % (tag, tag, tag)))
+    assert inv.role_vars("redis-queue")["tag"] == tag
+
+
+def test_redis_7_or_later_is_refused_where_it_is_written(write_inventory):
+    with pytest.raises(InventoryError) as e:
+        inventory.load(write_inventory(REDIS_ROLES_AT % ("7.2", "8.0-alpine", "latest")))
+    assert e.value.exit_code == 2 and e.value.problems == [
+        "hosts.yaml:2: roles/redis-cache/tag: Redis 7.2: " + DIGESTS,
+        "hosts.yaml:3: roles/redis-queue/tag: Redis 8.0-alpine: " + DIGESTS,
+        "hosts.yaml:7: hosts/redis-1/vars/tag: Redis image tag 'latest' names no release: it "
+        "moves, and on the official redis image it is the newest. " + DIGESTS,
+    ]
+
+
+@pytest.mark.parametrize(("tag", "refused"), [
+    ("7", True), ("v7.0.15", True), ("7.2.4-bookworm", True), ("LATEST", True),
+    ("6.2.14", False), ("6-alpine", False), ("alpine", False),
+])
+def test_redis_release_problem(tag, refused):
+    assert (inventory.redis_release_problem(tag) is not None) == refused
 
 
 def test_the_sentry_section_is_checked(write_inventory):
@@ -221,6 +261,13 @@ def test_the_reference_pins_sentry_9_1_2():
     assert {r: (inv.role_vars(r)["image"], inv.role_vars(r)["tag"])
             for r in ("web", "worker", "cron")} == {r: ("sentry", "9.1.2")
                                                      for r in ("web", "worker", "cron")}
+
+
+def test_the_reference_pins_redis_6_2():
+    inv = inventory.load(REPO / "hosts.yaml")
+    assert {r: (inv.role_vars(r)["image"], inv.role_vars(r)["tag"])
+            for r in ("redis-cache", "redis-queue")} == {r: ("redis", "6.2")
+                                                         for r in ("redis-cache", "redis-queue")}
 
 
 def test_the_backlog_plan_vars_are_checked(write_inventory):

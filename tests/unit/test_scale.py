@@ -67,3 +67,11 @@ def test_a_tag_of_sentry_10_or_later_is_refused_before_anything_connects():
         assert proc.returncode == 2, proc.stdout + proc.stderr
         assert f"--tag {tag}: Sentry {tag} needs" in proc.stderr and needs in proc.stderr
         assert 'sentryfab runs Sentry up to 9.1.2: use tag: "9.1.2"' in proc.stderr
+
+
+def test_a_tag_of_redis_7_or_later_is_refused_before_anything_connects():
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(REFERENCE)}
+    proc = subprocess.run([FAB, "deploy.redis", "--tag", "7.2"], capture_output=True,
+                          text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--tag 7.2: Redis 7.2: Sentry 9's digest scripts write Lua globals" in proc.stderr

@@ -152,7 +152,7 @@ def ensure_tar(name: str, suite: str, packages: Sequence[str], on_step: Step | N
     log = out.parent / f"build-{key}.log"
     remove_tree(rootfs, what="removing an old build folder")  # a failed earlier attempt
     if on_step:
-        on_step("lab", f"building {what} with debootstrap of {suite} from {mirror} (~2 min)")
+        on_step("lab", f"building {what} with debootstrap of {suite} from {mirror} (1-2 min)")
     with open(log, "wb") as f:
         result = _debootstrap(suite, packages, rootfs, mirror, f)
     if result != 0:

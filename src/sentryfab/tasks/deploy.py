@@ -31,13 +31,18 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
     from ..ui import deploy as deploy_ui
 
     inv = load_inventory()
-    if tag and set(roles) & {"web", "worker", "cron", "migrate"}:
+    if tag:
         from ..errors import UsageError
-        from ..inventory import sentry_release_problem
+        from ..inventory import redis_release_problem, sentry_release_problem
+        from ..roles import REDIS_ROLES
 
-        # The same rule as the inventory's tags: --tag must not smuggle in Sentry 10+.
-        if why := sentry_release_problem(str(tag)):
-            raise UsageError(f"--tag {tag}: {why}")
+        # The same rules as the inventory's tags: --tag must not smuggle in Sentry 10+,
+        # nor a Redis 7+ that Sentry 9's digests cannot run on.
+        rules = [(("web", "worker", "cron", "migrate"), sentry_release_problem),
+                 (REDIS_ROLES, redis_release_problem)]
+        for named, problem_of in rules:
+            if set(roles) & set(named) and (why := problem_of(str(tag))):
+                raise UsageError(f"--tag {tag}: {why}")
     secrets = load_secrets(inv)
     start = time.monotonic()
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
