@@ -66,9 +66,19 @@ def load_in_background(inv, rate: float, duration: float) -> tuple[threading.Thr
     return t, box
 
 
+OLD = "9.1.1"  # the real release the cluster is first deployed at, then upgraded from
+
+
+def on_old_release(data: dict) -> None:
+    """The lab inventory with every Sentry role at the older real release."""
+    for role in ("web", "worker", "cron"):
+        data["roles"][role]["tag"] = OLD
+
+
 @pytest.fixture(scope="module")
-def cluster(lab):
-    """A lab wiped to nothing, then `fab deploy`: the first test's subject, the others' base."""
+def cluster(lab, tmp_path_factory):
+    """A lab wiped to nothing, then `fab deploy` of Sentry 9.1.1: the first test's subject;
+    the upgrade test takes it to 9.1.2, the others' base."""
     inv = inventory.load(LAB_INVENTORY)
     role_hosts = [h for h in inv.hosts if h.roles]
     with Runner(inv) as r:
@@ -76,28 +86,69 @@ def cluster(lab):
                                   "rm -rf /etc/sentryfab/* /var/lib/sentryfab/* "
                                   "/etc/sentryfab/.[!.]* /var/lib/sentryfab/.[!.]*; true")
     assert all(x.ok for x in wiped)
+    old = inventory_copy(tmp_path_factory.mktemp("old"), on_old_release)
     start = time.monotonic()
-    first = deploy("deploy")
+    first = fab("deploy", "--json", inv=old, timeout=1800)
     took = time.monotonic() - start
     assert first.returncode == 0, first.stdout + first.stderr
-    return inv, first, took
+    assert fab("lab.dsn").returncode == 0  # the organization's owner, as an operator makes it
+    return inv, first, took, old
+
+
+def sentry_versions(inv, role: str) -> dict[str, set[str]]:
+    """host -> what `sentry --version` says inside the role's running containers."""
+    with Runner(inv) as r:
+        results = r.run(inv.with_role(role), f"for c in $(docker ps -q --filter "
+                                             f"label=sentryfab.role={role}); do docker exec $c "
+                                             "sentry --version; done")
+    return {x.host.name: {line.split()[-1] for line in x.stdout.splitlines()} for x in results}
 
 
 def test_deploy_from_nothing_then_events_reach_postgresql_and_a_rerun_changes_nothing(cluster):
-    inv, first, took = cluster
+    inv, first, took, old = cluster
     rep = reports(first)
     assert set(rep) == {"db", "pgbouncer", "redis-cache", "redis-queue", "web", "worker",
                         "cron", "nginx"}
     assert all(r["ok"] for r in rep.values())
     assert all(h["state"] == "updated" for r in rep.values() for h in r["hosts"])
+    assert sentry_versions(inv, "web") == {"web-1": {OLD}, "web-2": {OLD}}
     report = send_load(inv, 50, 4, IDS_DIR)
     assert report.accepted == report.sent == 200
     v = verify(inv, IDS_DIR / "latest.ids")
     assert (v.counts.stored, v.counts.missing, v.counts.duplicated) == (200, 0, 0)
-    again = deploy("deploy")
+    again = fab("deploy", "--json", inv=old, timeout=600)
     assert again.returncode == 0
     assert all(h["state"] == "unchanged" for r in reports(again).values() for h in r["hosts"])
     print(f"deploy from nothing: {took:.1f} s")
+
+
+def test_upgrade_from_one_real_release_to_the_next_under_load(cluster):
+    """9.1.1 -> 9.1.2 with `fab deploy` while events flow: Sentry's migrations run once,
+    before the first web batch; web, worker and cron are replaced batch by batch; no request
+    fails and no event is lost."""
+    inv, *_ = cluster
+    t, box = load_in_background(inv, rate=RATE, duration=45)
+    time.sleep(2)
+    start = time.monotonic()
+    proc = deploy("deploy", timeout=1200)
+    took = time.monotonic() - start
+    t.join(timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stderr.count("schema migrated on") == 1, proc.stderr
+    rep = reports(proc)
+    for role in ("web", "worker", "cron"):
+        assert {(h["before"], h["after"], h["state"]) for h in rep[role]["hosts"]} == \
+            {(OLD, FIRST, "updated")}, rep[role]
+        assert set().union(*sentry_versions(inv, role).values()) == {FIRST}
+    assert all(h["state"] == "unchanged" for role in ("db", "pgbouncer", "redis-cache",
+                                                      "redis-queue")
+               for h in rep[role]["hosts"])
+    lr = box["report"]
+    assert lr.failures == 0, lr.as_record()
+    v = verify(inv, IDS_DIR / "latest.ids")
+    assert (v.counts.stored, v.counts.missing, v.counts.duplicated) == (lr.accepted, 0, 0)
+    print(f"upgrade {OLD} -> {FIRST} under {RATE}/s: {took:.1f} s, {lr.accepted} accepted, "
+          f"0 failed, 0 lost")
 
 
 def test_rolling_web_deploy_under_load_fails_no_request_and_loses_no_event(cluster):

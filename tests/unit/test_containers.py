@@ -75,3 +75,24 @@ def test_image_pull_and_prune_commands():
         "docker images lab/sentry --format '{{.CreatedAt}}\t{{.Repository}}:{{.Tag}}' "
         "| sort -r | tail -n +4 | cut -f 2 | grep -v ':<none>$' "
         "| xargs -r docker rmi >/dev/null 2>&1; true")
+
+
+def test_the_health_gate_gives_up_at_once_on_a_crashed_container(ref):
+    from sentryfab.containers import health
+
+    host = ref.host("web-1")
+    specs = specs_for(ref, host, "web")
+    hc = health.check(ref, host, "web", specs)
+    assert hc.crashed == (
+        "docker inspect --format '{{.RestartCount}} {{.State.Status}}' sentry-web-1 "
+        "sentry-web-2 sentry-web-3 sentry-web-4 sentry-web-5 sentry-web-6 sentry-web-7 "
+        "sentry-web-8 2>/dev/null | grep -qv '^0 running$'")
+    script = health.until_healthy(health.HealthCheck("true", "x", None, "crashed"), 10)
+    assert script == (
+        "SECRET=; sleep 3; i=0; while [ $i -lt 10 ]; do if printf %s \"$SECRET\" | "
+        "{ true; } >/dev/null 2>&1; then exit 0; fi; if crashed; then exit 3; fi; "
+        "i=$((i+1)); sleep 1; done; exit 1")
+    assert health.failure(3, hc, 120) == (
+        "a new container crashed (restarted or exited) before it was healthy")
+    assert health.failure(1, hc, 120) == (
+        "not healthy within 120 s (/_health/ answers 200 on 8 web process(es))")

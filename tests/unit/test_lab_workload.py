@@ -33,8 +33,10 @@ def test_dockerfile():
     assert release.dockerfile("3", broken=True) == (
         "FROM lab/sentry:9.1.2\n"
         'LABEL sentryfab.lab-release="3"\n'
-        "RUN printf '%s\\n' '#!/bin/sh' 'echo sentry: this lab release is broken on purpose "
-        ">&2' 'exit 1' > /entrypoint.sh\n"
+        "RUN mv /entrypoint.sh /entrypoint-real.sh && printf '%s\\n' '#!/bin/sh' "
+        "'case \" $* \" in *\" run web \"*)' "
+        "'    echo sentry: this lab release is broken on purpose >&2; exit 1;;' esac "
+        "'exec /entrypoint-real.sh \"$@\"' > /entrypoint.sh && chmod 755 /entrypoint.sh\n"
     )
 
 

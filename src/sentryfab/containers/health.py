@@ -17,13 +17,34 @@ from .spec import ContainerSpec
 STABLE_SECONDS = 3
 
 
+#: until_healthy's exit code when a container crashed: no use waiting for the deadline.
+CRASHED_EXIT = 3
+
+
 @dataclass(frozen=True)
 class HealthCheck:
-    """A check command, the secret it reads on stdin (if any), and what it proves."""
+    """A check command, the secret it reads on stdin (if any), and what it proves; `crashed`
+    succeeds as soon as one of the new containers has crashed (restarted or exited)."""
 
     command: str
     what: str
     stdin: bytes | None = None
+    crashed: str = ""
+
+
+def crashed_command(names: list[str]) -> str:
+    """Succeeds if any of the containers restarted or stopped since it was started: a release
+    that crash-loops is told apart from a slow start at once, not at the health deadline."""
+    fmt = "{{.RestartCount}} {{.State.Status}}"
+    return (f"{join(['docker', 'inspect', '--format', fmt, *names])} 2>/dev/null "
+            f"| grep -qv '^0 running$'")
+
+
+def failure(exit_code: int | None, hc: HealthCheck, timeout: float) -> str:
+    """Why until_healthy failed, in words."""
+    if exit_code == CRASHED_EXIT:
+        return "a new container crashed (restarted or exited) before it was healthy"
+    return f"not healthy within {timeout:g} s ({hc.what})"
 
 
 def _running(name: str) -> str:
@@ -40,6 +61,12 @@ def _http(url: str) -> str:
 def check(inv: Inventory, host: Host, role: str, specs: list[ContainerSpec],
           secret: str = "", primary: str | None = None) -> HealthCheck:
     """The health check of `role` on `host` once `specs` are started."""
+    hc = _check(inv, host, role, specs, secret, primary)
+    return HealthCheck(hc.command, hc.what, hc.stdin, crashed_command([sp.name for sp in specs]))
+
+
+def _check(inv: Inventory, host: Host, role: str, specs: list[ContainerSpec],
+           secret: str, primary: str | None) -> HealthCheck:
     s = settings(inv, role, host)
     names = [sp.name for sp in specs]
     running = " && ".join(_running(n) for n in names)
@@ -85,6 +112,7 @@ def until_healthy(hc: HealthCheck, timeout: float, interval: float = 1.0) -> str
     # The secret arrives once on stdin and is fed again to each try by printf, a shell
     # builtin: it never shows in a process list.
     head = "SECRET=$(cat); " if hc.stdin is not None else "SECRET=; "
+    crashed = (f"if {hc.crashed}; then exit {CRASHED_EXIT}; fi; " if hc.crashed else "")
     return (f"{head}sleep {STABLE_SECONDS}; i=0; while [ $i -lt {tries} ]; do "
             f"if printf %s \"$SECRET\" | {{ {hc.command}; }} >/dev/null 2>&1; then exit 0; fi; "
-            f"i=$((i+1)); sleep {interval:g}; done; exit 1")
+            f"{crashed}i=$((i+1)); sleep {interval:g}; done; exit 1")

@@ -5,8 +5,8 @@ imported by `lab.up` (sentry_image.py). A deploy test also needs releases that d
 name (a rolling deploy from one to the next) and a release that is broken. No registry is
 reachable, so each Sentry host's own engine derives them from a real image: the build context
 is a Dockerfile sent on the SSH channel's stdin to `docker build -`, all hosts in parallel.
-A broken release is the real Sentry whose entrypoint exits at once, as a release with a bad
-dependency does: its containers never answer /_health/.
+A broken release is the real Sentry whose web processes exit at once, as a release with a bad
+dependency does: they never answer /_health/.
 """
 
 from __future__ import annotations
@@ -29,9 +29,17 @@ RELEASE_LABEL = "sentryfab.lab-release"
 BUILD_TIMEOUT = 300
 # Docker's own rule for a tag; it also keeps a tag safe to write into the Dockerfile as is.
 TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-#: The broken release's entrypoint, line by line (printf '%s\n' writes one per line).
-BROKEN_ENTRYPOINT = ("#!/bin/sh", "echo sentry: this lab release is broken on purpose >&2",
-                     "exit 1")
+#: The broken release's entrypoint, line by line (printf '%s\n' writes one per line): its web
+#: processes exit at once, as a release with a bad dependency does, and never answer
+#: /_health/; everything else (the migrations, workers, cron) runs the real entrypoint, so a
+#: deploy gets as far as its first web batch.
+BROKEN_ENTRYPOINT = (
+    "#!/bin/sh",
+    'case " $* " in *" run web "*)',
+    "    echo sentry: this lab release is broken on purpose >&2; exit 1;;",
+    "esac",
+    'exec /entrypoint-real.sh "$@"',
+)
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,8 @@ def dockerfile(tag: str, broken: bool = False, base: str = topology.SENTRY_TAG) 
     ]
     if broken:
         write = join(["printf", r"%s\n", *BROKEN_ENTRYPOINT])
-        lines.append(f"RUN {write} > /entrypoint.sh")
+        lines.append(f"RUN mv /entrypoint.sh /entrypoint-real.sh && {write} > /entrypoint.sh "
+                     "&& chmod 755 /entrypoint.sh")
     return "\n".join(lines) + "\n"
 
 

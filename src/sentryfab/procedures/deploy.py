@@ -269,10 +269,11 @@ class Deployer:
             s.run(docker.prune_images(want[0].image.rsplit(":", 1)[0], keep))
             return HostOutcome(host.name, old, want[0].label("version"), "updated",
                                check.what)
-        self.on_event(role, f"{host.name}: unhealthy ({check.what}), rolling back")
+        why = health.failure(out.exit_code, check, self._timeout(role))
+        self.on_event(role, f"{host.name}: {why}, rolling back")
         back = self._restore(s, role, before, pushed.updated, when)
         return HostOutcome(host.name, old, old if back else None, "rolled back" if back
-                           else "failed", f"health check failed: {check.what}")
+                           else "failed", f"health check failed: {why}")
 
     def _reload(self, s: HostSession, role: str, files: list[Rendered], when: str
                 ) -> HostOutcome:
