@@ -103,7 +103,8 @@ sentry:
 roles:
   web: {image: lab/sentry, tag: 9.1.2, processes: 2, threads: 4, health_timeout: 120, \
 keep_images: 20}
-  worker: {image: lab/sentry, tag: 9.1.2, processes: 2, concurrency: 1, keep_images: 20}
+  worker: {image: lab/sentry, tag: 9.1.2, processes: 2, concurrency: 1, keep_images: 20, \
+visibility_timeout: 60}
   cron: {image: lab/sentry, tag: 9.1.2, keep_images: 20}
   redis-cache: {image: lab/redis, tag: '6', maxmemory: 64mb}
   redis-queue: {image: lab/redis, tag: '6'}

@@ -12,7 +12,8 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     # The official image of the last Sentry release sentryfab runs (inventory.py refuses 10+).
     "web": {"image": "sentry", "tag": "9.1.2", "processes": 8, "threads": 4, "base_port": 9000,
             "uid": 999},
-    "worker": {"image": "sentry", "tag": "9.1.2", "processes": 4, "concurrency": 4, "uid": 999},
+    "worker": {"image": "sentry", "tag": "9.1.2", "processes": 4, "concurrency": 4, "uid": 999,
+               "visibility_timeout": 300},
     "cron": {"image": "sentry", "tag": "9.1.2", "uid": 999},
     "nginx": {"port": 80, "worker_processes": "auto", "worker_connections": 4096,
               "max_fails": 2, "fail_timeout": 10, "uid": 0},

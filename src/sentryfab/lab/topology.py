@@ -62,7 +62,8 @@ ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
     # (lab/sentry:9.1.1, 9.1.2): keep them all rather than prune the base of the next one.
     ("web", {"processes": 2, "threads": 4, "health_timeout": 120, "keep_images": 20}),
     # One Celery process each: a lab worker drains about 15 events/s.
-    ("worker", {"processes": 2, "concurrency": 1, "keep_images": 20}),
+    # A killed worker's event is handed to another after 60 s (production: 300 s).
+    ("worker", {"processes": 2, "concurrency": 1, "keep_images": 20, "visibility_timeout": 60}),
     ("cron", {"keep_images": 20}),
     # Small, so that a test can fill it past maxmemory in seconds and watch it evict.
     ("redis-cache", {"maxmemory": "64mb"}),
