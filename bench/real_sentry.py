@@ -70,7 +70,8 @@ def web_rate(inv: inventory.Inventory, key: str, seconds: float) -> load.LoadRep
     """One web process, offered more than it can take by 8 senders."""
     web = inv.host("web-1")
     url = f"http://{web.address}:9000/api/{load.PROJECT_ID}/store/"
-    return load.run_load(url, 400, seconds, key=key, concurrency=8, timeout=30)
+    return load.run_load(url, 400, seconds, key=key, concurrency=8, timeout=30,
+                         ids_dir=REPO / "lab" / "bench")
 
 
 def worker_rate(inv: inventory.Inventory, key: str, backlog: int, folder: Path
@@ -107,6 +108,10 @@ def main() -> int:
         key = sentry_project.project_key(r, inv.host(cluster_state(r, inv).primary))
     rss, procs = lab_rss()
     web = web_rate(inv, key, args.web_seconds)
+    # The workers store what the web phase accepted before the worker phase starts: its
+    # backlog must be its own.
+    with Runner(inv) as r:
+        load.verify(r, inv.host(cluster_state(r, inv).primary), web.ids_file, wait=1800)
     w_rate, stored, took = worker_rate(inv, key, args.backlog, REPO / "lab" / "bench")
     rss_after, procs_after = lab_rss()
     gib = 1024 ** 3
