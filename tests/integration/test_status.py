@@ -133,7 +133,8 @@ def test_healthy_cluster_exits_0_with_one_record_per_host(copy, inv):
     assert {"load1", "mem_pct", "data_disk_pct", "log_disk_pct", "fds_pct", "ssh_ms"} \
         <= set(hosts["scale-1"]["metrics"]["host"])
     assert hosts["web-1"]["metrics"]["web"]["processes_up"] == 2
-    assert hosts["redis-queue-1"]["metrics"]["redis-queue"]["worker_heartbeats"] >= 4
+    queue = hosts["redis-queue-1"]["metrics"]["redis-queue"]
+    assert queue["holds_payloads"] == 1 and queue["evicted_keys"] == 0
     assert hosts["nginx-1"]["metrics"]["nginx"]["upstreams_down"] == 0
     replica = next(h for h in ("db-1", "db-2") if h != found["primary"])
     assert hosts[replica]["metrics"]["db"]["is_primary"] == 0
@@ -226,7 +227,7 @@ def test_the_queue_redis_past_its_memory_warning(copy, inv, tmp_path):
         assert code == 1 and doc["severity"] == "warning"
         [(severity, message)] = problems(hosts["redis-queue-1"])
         assert severity == "warning"
-        assert message.startswith("memory (") and f"(warning > {warn:.2f}%)" in message
+        assert message.startswith("payload memory (") and f"(warning > {warn:.2f}%)" in message
         others_green(doc, "redis-queue-1")
     finally:
         redis("DEL", BALLAST)
