@@ -61,6 +61,23 @@ def send_load(inv, rate: float, duration: float, ids_dir: Path, **kw):
                          ids_dir=ids_dir, **kw)
 
 
+def wait_queue_empty(timeout: float = 300, inv: Path | None = None) -> float:
+    """Seconds until every watched Celery queue on the queue Redis is empty (the workers
+    have taken every accepted event); AssertionError after `timeout`."""
+    import json
+    import time
+
+    start = time.monotonic()
+    while True:
+        proc = fab("status", "--roles=redis-queue", "--json", inv=inv)
+        length = json.loads(proc.stdout)["cluster_findings"]["queue_length"] if proc.stdout \
+            else None
+        if length == 0:
+            return time.monotonic() - start
+        assert time.monotonic() - start < timeout, f"queue still holds {length} after {timeout} s"
+        time.sleep(3)
+
+
 def inventory_copy(tmp_path: Path, edit=None) -> Path:
     """The lab inventory with absolute paths (so it can live in tmp) and an optional edit."""
     data = yaml.safe_load(LAB_INVENTORY.read_text())
