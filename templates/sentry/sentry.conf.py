@@ -125,19 +125,6 @@ CELERY_ANNOTATIONS = {
 # Celery 3.1 applies CELERY_ANNOTATIONS when it first binds a task class; Sentry's classes
 # derive from one bound before Sentry's settings are read, so they never get them (seen:
 # acks_late stayed False). The worker applies them itself once its tasks are loaded.
-def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS, **kwargs):
-    # The annotations are bound as a default: this file's globals are gone by the time
-    # the worker starts.
-    app = sender.app
-    app.loader.import_default_modules()
-    for _name, _options in _annotations.items():
-        _task = app.tasks.get(_name)
-        if _task is not None:
-            for _key, _value in _options.items():
-                setattr(type(_task), _key, _value)
-            _retry_on_database_errors(_task)
-
-
 def _retry_on_database_errors(task, countdown=5, max_retries=120):
     """An event task that meets a database it cannot reach (a failover, PgBouncer restarting)
     runs again in `countdown` s, up to 10 min, instead of failing: a failed event task is an
@@ -156,6 +143,20 @@ def _retry_on_database_errors(task, countdown=5, max_retries=120):
                              max_retries=max_retries)
 
     type(task).run = staticmethod(run_or_retry)
+
+
+def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS,
+                          _retry=_retry_on_database_errors, **kwargs):
+    # What it uses is bound as defaults: this file's globals are gone by the time the
+    # worker starts.
+    app = sender.app
+    app.loader.import_default_modules()
+    for _name, _options in _annotations.items():
+        _task = app.tasks.get(_name)
+        if _task is not None:
+            for _key, _value in _options.items():
+                setattr(type(_task), _key, _value)
+            _retry(_task)
 
 
 try:
