@@ -123,30 +123,9 @@ CELERY_ANNOTATIONS = {
 # Celery 3.1 applies CELERY_ANNOTATIONS when it first binds a task class; Sentry's classes
 # derive from one bound before Sentry's settings are read, so they never get them (seen:
 # acks_late stayed False). The worker applies them itself once its tasks are loaded.
-def _retry_on_database_errors(task, countdown=5, max_retries=120):
-    """An event task that meets a database it cannot reach (a failover, PgBouncer restarting)
-    runs again in `countdown` s, up to 10 min, instead of failing: a failed event task is an
-    accepted event lost (seen on the lab: 17 of 914 in a failover). Its payload stays in
-    SENTRY_CACHE until it is saved, and an event_id is stored once, so running it again is
-    safe."""
-    from django.db.utils import InterfaceError, OperationalError
-
-    run = task.run
-
-    def run_or_retry(*args, **kwargs):
-        try:
-            return run(*args, **kwargs)
-        except (OperationalError, InterfaceError) as exc:
-            raise task.retry(args=args, kwargs=kwargs, exc=exc, countdown=countdown,
-                             max_retries=max_retries)
-
-    type(task).run = staticmethod(run_or_retry)
-
-
-def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS,
-                          _retry=_retry_on_database_errors, **kwargs):
-    # What it uses is bound as defaults: this file's globals are gone by the time the
-    # worker starts.
+def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS, **kwargs):
+    # The annotations are bound as a default: this file's globals are gone by the time
+    # the worker starts.
     app = sender.app
     app.loader.import_default_modules()
     for _name, _options in _annotations.items():
@@ -154,7 +133,6 @@ def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS,
         if _task is not None:
             for _key, _value in _options.items():
                 setattr(type(_task), _key, _value)
-            _retry(_task)
 
 
 try:
