@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,19 @@ def send_load(inv, rate: float, duration: float, ids_dir: Path, **kw):
 
     return load.run_load(load.default_url(inv), rate, duration, key=project_key(inv),
                          ids_dir=ids_dir, **kw)
+
+
+def load_in_background(inv, rate: float, duration: float, ids_dir: Path
+                       ) -> tuple[threading.Thread, dict]:
+    """send_load in a thread; its report lands in box["report"] once the thread is done."""
+    box: dict = {}
+
+    def go() -> None:
+        box["report"] = send_load(inv, rate, duration, ids_dir)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    return t, box
 
 
 def wait_queue_empty(timeout: float = 300, inv: Path | None = None) -> float:

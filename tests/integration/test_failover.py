@@ -27,7 +27,7 @@ from sentryfab.lab import load
 from sentryfab.remote import Runner
 from sentryfab.shell import join
 
-from .conftest import LAB_INVENTORY, REPO, fab, send_load, wait_queue_empty
+from .conftest import LAB_INVENTORY, REPO, fab, load_in_background, wait_queue_empty
 
 IDS_DIR = REPO / "lab" / "load"
 FIGURES_FILE = REPO / "lab" / "failover-figures.json"
@@ -182,17 +182,6 @@ class WriteProbe:
         return min(done) - t if done else None
 
 
-def load_in_background(inv, rate: float, duration: float) -> tuple[threading.Thread, dict]:
-    box: dict = {}
-
-    def go() -> None:
-        box["report"] = send_load(inv, rate, duration, IDS_DIR)
-
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    return t, box
-
-
 def verify_on(inv, host: str, ids: Path) -> load.VerifyReport:
     with Runner(inv) as r:
         return load.verify(r, inv.host(host), ids, wait=DRAIN)
@@ -250,7 +239,7 @@ def test_dry_runs_print_the_plan_and_change_nothing(cluster):
 
 def test_switchover_under_load_no_client_fails_nothing_is_lost(cluster):
     inv = cluster
-    loader, box = load_in_background(inv, RATE, 30)
+    loader, box = load_in_background(inv, RATE, 30, IDS_DIR)
     probe = WriteProbe(inv, 40).start()
     time.sleep(8)
     rep = run_json("db.switchover", "--to", "db-2")
@@ -279,7 +268,7 @@ def test_rejoin_then_switchover_back_ends_as_it_began(cluster):
     inv = cluster
     if topology()["primary"] != "db-2":
         run_json("db.switchover", "--to", "db-2")
-    loader, box = load_in_background(inv, RATE, 40)
+    loader, box = load_in_background(inv, RATE, 40, IDS_DIR)
     time.sleep(3)
     rej = run_json("db.rejoin", "db-1")
     t = topology()
@@ -301,7 +290,7 @@ def test_rejoin_then_switchover_back_ends_as_it_began(cluster):
 
 def test_a_switchover_killed_while_clients_wait_is_finished_by_a_rerun(cluster):
     inv = cluster
-    loader, box = load_in_background(inv, RATE, 30)
+    loader, box = load_in_background(inv, RATE, 30, IDS_DIR)
     probe = WriteProbe(inv, 40).start()
     time.sleep(6)
     env = {**os.environ, "SENTRYFAB_INVENTORY": str(LAB_INVENTORY)}
@@ -352,7 +341,7 @@ PRIMARY_KILLED_LOSES_EVENTS = pytest.mark.xfail(
 @PRIMARY_KILLED_LOSES_EVENTS
 def test_failover_after_the_primary_is_killed_loses_nothing_and_fences_it(cluster):
     inv = cluster
-    loader, box = load_in_background(inv, RATE, 35)
+    loader, box = load_in_background(inv, RATE, 35, IDS_DIR)
     probe = WriteProbe(inv, 45).start()
     time.sleep(8)
     killed = time.time()
@@ -407,7 +396,7 @@ def test_asynchronous_failover_loses_only_what_the_precheck_allowed(cluster):
     events lost, and they are exactly ones committed after the replica stopped receiving."""
     inv = cluster
     run_json("db.degrade")
-    loader, box = load_in_background(inv, RATE, 30)
+    loader, box = load_in_background(inv, RATE, 30, IDS_DIR)
     time.sleep(8)
     # primary_conninfo emptied: PostgreSQL ends the WAL receiver at once (nothing buffered
     # in a socket is read later, as it would be after SIGSTOP/SIGCONT).

@@ -96,3 +96,36 @@ def test_the_health_gate_gives_up_at_once_on_a_crashed_container(ref):
         "a new container crashed (restarted or exited) before it was healthy")
     assert health.failure(1, hc, 120) == (
         "not healthy within 120 s (/_health/ answers 200 on 8 web process(es))")
+
+
+def test_a_drain_waits_for_the_open_requests_then_goes_on():
+    """The drain-wait command run here against a real socket: while a connection to the port
+    is open it waits (and gives up at its deadline), once it is closed it returns at once."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from sentryfab.containers import health
+
+    assert health.until_no_requests([9001, 9000, 9001], timeout=1) == (
+        "i=0; idle=0; while [ $i -lt 4 ]; do if [ -z \"$(ss -Htn state established "
+        "'( sport = :9000 or sport = :9001 )')\" ]; then idle=$((idle+1)); [ $idle -ge 2 ] "
+        "&& exit 0; else idle=0; fi; i=$((i+1)); sleep 0.25; done; exit 1")
+    assert health.until_no_requests([]) == "true"
+    if not shutil.which("ss"):
+        pytest.skip("ss (iproute2) is not installed here")
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = server.accept()
+    try:
+        t0 = time.monotonic()
+        busy = subprocess.run(["sh", "-c", health.until_no_requests([port], timeout=1)])
+        assert busy.returncode == 1 and time.monotonic() - t0 >= 0.9
+    finally:
+        client.close()
+        accepted.close()
+        server.close()
+    idle = subprocess.run(["sh", "-c", health.until_no_requests([port], timeout=1)])
+    assert idle.returncode == 0

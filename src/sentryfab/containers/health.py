@@ -116,3 +116,24 @@ def until_healthy(hc: HealthCheck, timeout: float, interval: float = 1.0) -> str
     return (f"{head}sleep {STABLE_SECONDS}; i=0; while [ $i -lt {tries} ]; do "
             f"if printf %s \"$SECRET\" | {{ {hc.command}; }} >/dev/null 2>&1; then exit 0; fi; "
             f"{crashed}i=$((i+1)); sleep {interval:g}; done; exit 1")
+
+
+#: How long a drain waits for requests already sent to finish: nginx's proxy_read_timeout
+#: (30 s) plus a margin; a request older than that has been given up on by nginx anyway.
+DRAIN_TIMEOUT = 35.0
+
+
+def until_no_requests(ports: list[int], timeout: float = DRAIN_TIMEOUT,
+                      interval: float = 0.25) -> str:
+    """Wait on a web host until no TCP connection to any of `ports` is open, seen twice in a
+    row `interval` apart (the second look covers a request an old nginx worker accepted just
+    before it learnt of the drain). nginx opens one connection per request to the web
+    processes, so an open connection is a request in flight; exit 1 at the deadline."""
+    if not ports:
+        return "true"
+    flt = "( " + " or ".join(f"sport = :{p}" for p in sorted(set(ports))) + " )"
+    tries = max(2, int(timeout / interval))
+    return (f"i=0; idle=0; while [ $i -lt {tries} ]; do "
+            f"if [ -z \"$({join(['ss', '-Htn', 'state', 'established', flt])})\" ]; then "
+            f"idle=$((idle+1)); [ $idle -ge 2 ] && exit 0; else idle=0; fi; "
+            f"i=$((i+1)); sleep {interval:g}; done; exit 1")

@@ -10,14 +10,13 @@ before their processes stop and rejoin once healthy.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..configs import commands as cfg
 from ..configs.apply import config_digest, reload_command
 from ..configs.catalog import ROLE_FILES, remote_path
-from ..configs.context import ClusterState, settings
+from ..configs.context import ClusterState, settings, web_ports
 from ..configs.render import Rendered, render_all, scram_sha256
 from ..containers import docker, health, postgres
 from ..containers.spec import ContainerSpec, prepare_dirs, specs_for
@@ -225,9 +224,6 @@ class Deployer:
 
     def _batch(self, role: str, group: list[Host],
                replace: Callable[[HostSession], HostOutcome]) -> list[HostOutcome]:
-        if role == "web":
-            for h in group:  # from now on nginx lists this host as the rollout leaves it
-                self.scaling_from.pop(h.name, None)
         drained = self._drain(group) if role == "web" else None
         results = self.runner.each(group, replace)
         outcomes = []
@@ -330,11 +326,22 @@ class Deployer:
     # -- web: out of nginx's rotation and back --------------------------------------------
 
     def _drain(self, group: list[Host]) -> frozenset[str]:
-        from ..configs.context import web_ports
-
+        """Take the group's web processes out of nginx's rotation, then wait on each host
+        until the requests nginx had already sent them are answered: only then may their
+        containers stop (a fixed pause was not enough: a slow request got a 502)."""
+        view = self._nginx_view()  # before the pop: what nginx lists for them until now
+        serving = {h.name: web_ports(view, view.host(h.name)) for h in group}
+        for h in group:  # from now on nginx lists this host as the rollout leaves it
+            self.scaling_from.pop(h.name, None)
         drained = frozenset(f"{h.address}:{p}" for h in group for p in web_ports(self.inv, h))
         self._push_nginx(drained)
-        time.sleep(1.0)  # requests already sent finish on the old nginx workers
+        results = self.runner.each(group, lambda s: s.run(
+            health.until_no_requests(serving[s.host.name] + web_ports(self.inv, s.host)),
+            timeout=health.DRAIN_TIMEOUT + 30))
+        for r in results:
+            if not r.ok or not r.value.ok:
+                self.on_event("web", f"{r.host.name}: requests still open after "
+                                     f"{health.DRAIN_TIMEOUT:g} s of drain; going on")
         return drained
 
     def _undrain(self) -> None:
