@@ -22,7 +22,12 @@ DEFAULT_FILE = "hosts.yaml"
 TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds", "owners",
             "dashboards", "alerts", "sentry")
 #: The `sentry:` section: settings of Sentry itself, the same on all its hosts.
-SENTRY_KEYS = ("url", "admin_email", "single_organization", "sample_data", "mail")
+SENTRY_KEYS = ("url", "admin_email", "single_organization", "sample_data", "mail", "filestore",
+               "retention_days")
+FILESTORE_KEYS = ("backend", "path", "shared", "options")
+#: Sentry 9.1.2's filestore backends (sentry.filestore): a local folder, Amazon S3, Google
+#: Cloud Storage.
+FILESTORE_BACKENDS = ("filesystem", "s3", "gcs")
 MAIL_KEYS = ("host", "port", "username", "from", "use_tls")
 SSH_KEYS = ("user", "port", "key_file", "known_hosts", "connect_timeout", "command_timeout",
             "jump")
@@ -255,6 +260,8 @@ class _Validator:
         hosts = self._hosts(data.get("hosts"))
         self._cluster_rules(hosts)
         self._sentry(data.get("sentry"))
+        self._filestore((data.get("sentry") or {}) if isinstance(data.get("sentry"), dict)
+                        else {}, hosts)
         cluster = data.get("cluster", path.stem)
         if not isinstance(cluster, str):
             self.add("cluster", "must be a string")
@@ -451,6 +458,42 @@ class _Validator:
             self.add("sentry/mail/use_tls", "must be true or false")
         if not mail.get("host"):
             self.add("sentry/mail", "missing 'host:' (the SMTP server Sentry sends through)")
+
+    def _filestore(self, sentry: dict[str, Any], hosts: list[Host]) -> None:
+        """Every Sentry host must see the files any of them received: a folder on each
+        host's own disk is refused as soon as there are two Sentry hosts."""
+        raw = sentry.get("filestore")
+        if raw is not None and not isinstance(raw, dict):
+            self.add("sentry/filestore", f"must be a mapping ({', '.join(FILESTORE_KEYS)})")
+            return
+        raw = raw or {}
+        for key in raw:
+            if key not in FILESTORE_KEYS:
+                self.add(f"sentry/filestore/{key}", f"unknown key{_suggest(key, FILESTORE_KEYS)}")
+        backend = raw.get("backend", "filesystem")
+        if backend not in FILESTORE_BACKENDS:
+            self.add("sentry/filestore/backend", f"must be one of {', '.join(FILESTORE_BACKENDS)}"
+                                                 f", got {backend!r}")
+            return
+        if "shared" in raw and not isinstance(raw["shared"], bool):
+            self.add("sentry/filestore/shared", "must be true or false")
+        if backend != "filesystem":
+            if not isinstance(raw.get("options"), dict) or not raw["options"].get("bucket_name"):
+                self.add("sentry/filestore/options", f"the {backend} backend needs "
+                                                     "'bucket_name:' (and its credentials)")
+            return
+        path = raw.get("path")
+        if path is not None and not (isinstance(path, str) and path.startswith("/")):
+            self.add("sentry/filestore/path", f"must be an absolute path, got {path!r}")
+        sentry_hosts = [h.name for h in hosts if set(h.roles) & set(SENTRY_ROLES)]
+        if len(sentry_hosts) > 1 and raw.get("shared") is not True:
+            shown = ", ".join(sentry_hosts[:4]) + (", ..." if len(sentry_hosts) > 4 else "")
+            self.add("sentry/filestore",
+                     f"{len(sentry_hosts)} Sentry hosts ({shown}) but the filestore is a folder "
+                     f"on each host's own disk: a release file or source map uploaded through "
+                     f"one web host would be missing on the others. Mount shared storage (NFS) "
+                     f"at {path or 'the same path'} on every Sentry host and set 'shared: "
+                     f"true', or use the s3 or gcs backend")
 
     def _port(self, value: Any, path: str) -> int | None:
         if value is None:

@@ -21,6 +21,7 @@ from sentryfab.plans.capacity import (
 REPO = Path(__file__).resolve().parents[2]
 
 SMALL = """\
+sentry: {filestore: {shared: true}}
 roles:
   web: {processes: 4, threads: 2}
   worker: {processes: 2, concurrency: 3}

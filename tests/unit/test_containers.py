@@ -30,6 +30,7 @@ def test_web_runs_one_container_per_process_each_on_its_own_port(ref):
         "--label sentryfab.role=web --label sentryfab.version=9.1.2 "
         "--label sentryfab.config=abc --label sentryfab.index=1 "
         "--volume /etc/sentryfab/web:/etc/sentryfab/web:ro "
+        "--volume /srv/sentry-files:/var/lib/sentry/files "
         "sentry:9.1.2 sentry --config /etc/sentryfab/web run web "
         "--bind 10.20.1.11:9000 --workers 1"
     )
@@ -129,3 +130,19 @@ def test_a_drain_waits_for_the_open_requests_then_goes_on():
         server.close()
     idle = subprocess.run(["sh", "-c", health.until_no_requests([port], timeout=1)])
     assert idle.returncode == 0
+
+
+def test_sentry_containers_mount_the_filestore_and_prepare_it_for_their_user(ref):
+    from sentryfab.containers.spec import prepare_dirs
+
+    host = ref.host("worker-1")
+    [spec] = specs_for(ref, host, "cron")
+    assert spec.mounts == (("/etc/sentryfab/cron", "/etc/sentryfab/cron", True),
+                           ("/srv/sentry-files", "/var/lib/sentry/files", False))
+    assert prepare_dirs(ref, host, "worker") == (
+        "mkdir -p /etc/sentryfab/worker && chmod 755 /etc/sentryfab/worker && "
+        "mkdir -p /srv/sentry-files && { [ \"$(stat -c %u /srv/sentry-files)\" = 999 ] || "
+        "chown 999 /srv/sentry-files; }")
+    # Redis and the others have no files of Sentry's.
+    assert [m[1] for m in specs_for(ref, ref.host("redis-cache-1"), "redis-cache")[0].mounts] \
+        == ["/etc/sentryfab/redis-cache", "/var/lib/sentryfab/redis-cache"]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sentryfab import inventory
 from sentryfab.errors import InventoryError
@@ -20,6 +23,30 @@ hosts:
   redis-1: {address: 10.0.0.3, roles: [redis-cache, redis-queue]}
   db-1: {address: db1.example.net, port: 2222, user: ops, roles: [db, pgbouncer]}
 """
+
+
+#: Appended to inventories without a `sentry:` section: most tests here are about other
+#: rules, and an inventory with two Sentry hosts must declare shared files (last, so the
+#: line numbers in the expected messages stay).
+SHARED_FILES = "sentry: {filestore: {shared: true}}\n"
+
+
+def _parses(text: str) -> bool:
+    try:
+        return isinstance(yaml.safe_load(text), dict)
+    except yaml.YAMLError:
+        return False
+
+
+@pytest.fixture
+def write_inventory(write_inventory):
+    def write(text: str, name: str = "hosts.yaml"):
+        text = textwrap.dedent(text)
+        if not re.search(r"^sentry:", text, re.M) and _parses(text):
+            text = text.rstrip("\n") + "\n" + SHARED_FILES
+        return write_inventory(text, name)
+
+    return write
 
 
 def problems(write_inventory, text: str) -> list[str]:
@@ -244,6 +271,7 @@ sentry:
   url: https://sentry.example.net/
   single_organisation: true
   mail: {port: 99999, use_tls: "yes"}
+  filestore: {shared: true}
 """
     assert problems(write_inventory, text) == [
         "hosts.yaml:10: sentry/single_organisation: unknown key "
@@ -282,3 +310,51 @@ def test_the_backlog_plan_vars_are_checked(write_inventory):
     ]
     ok = MINIMAL + "roles:\n  redis-queue: {events_per_second: 2.5, event_size: 20KB}\n"
     assert inventory.load(write_inventory(ok)).role_vars("redis-queue")["event_size"] == "20KB"
+
+
+def test_files_on_each_host_s_own_disk_are_refused_once_there_are_two_sentry_hosts(
+        write_inventory):
+    """A release file uploaded through web-1 must be readable by worker-1: a host-local
+    folder is refused for two Sentry hosts, accepted declared shared or for a single one."""
+    local = MINIMAL + "sentry:\n  filestore: {path: /srv/files}\n"
+    assert problems(write_inventory, local) == [
+        "hosts.yaml:9: sentry/filestore: 2 Sentry hosts (web-1, worker-1) but the filestore "
+        "is a folder on each host's own disk: a release file or source map uploaded through "
+        "one web host would be missing on the others. Mount shared storage (NFS) at "
+        "/srv/files on every Sentry host and set 'shared: true', or use the s3 or gcs backend",
+    ]
+    inv = inventory.load(write_inventory(
+        MINIMAL + "sentry:\n  filestore: {path: /srv/files, shared: true}\n"))
+    assert inv.extra["sentry"]["filestore"] == {"path": "/srv/files", "shared": True}
+    one = MINIMAL.replace("roles: [web]}", "roles: [web, worker, cron]}").replace(
+        "roles: [worker, cron]}", "roles: [redis-cache]}") + "sentry: {url: https://s.example}\n"
+    assert inventory.load(write_inventory(one)).with_role("web")[0].name == "web-1"
+
+
+def test_the_filestore_section_is_checked(write_inventory):
+    text = MINIMAL + """\
+sentry:
+  filestore: {backend: ftp, shared: yes please}
+"""
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:9: sentry/filestore/backend: must be one of filesystem, s3, gcs, "
+        "got 'ftp'",
+    ]
+    text = MINIMAL + """\
+sentry:
+  filestore: {backend: s3, options: {}, pth: /x}
+"""
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:9: sentry/filestore/pth: unknown key (did you mean 'path'?)",
+        "hosts.yaml:9: sentry/filestore/options: the s3 backend needs 'bucket_name:' "
+        "(and its credentials)",
+    ]
+    text = MINIMAL + "sentry:\n  filestore: {path: files, shared: 1}\n"
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:9: sentry/filestore/shared: must be true or false",
+        "hosts.yaml:9: sentry/filestore/path: must be an absolute path, got 'files'",
+        "hosts.yaml:9: sentry/filestore: 2 Sentry hosts (web-1, worker-1) but the filestore "
+        "is a folder on each host's own disk: a release file or source map uploaded through "
+        "one web host would be missing on the others. Mount shared storage (NFS) at "
+        "files on every Sentry host and set 'shared: true', or use the s3 or gcs backend",
+    ]

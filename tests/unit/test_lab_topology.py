@@ -100,6 +100,9 @@ ssh:
 secrets: secrets.yaml
 sentry:
   sample_data: false
+  filestore:
+    path: /srv/sentry-files
+    shared: true
 roles:
   web: {image: lab/sentry, tag: 9.1.2, processes: 2, threads: 4, health_timeout: 120, \
 keep_images: 20}

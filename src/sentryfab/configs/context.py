@@ -12,8 +12,10 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     # The official image of the last Sentry release sentryfab runs (inventory.py refuses 10+).
     "web": {"image": "sentry", "tag": "9.1.2", "processes": 8, "threads": 4, "base_port": 9000,
             "uid": 999},
+    # db_outage_seconds: how long a worker retries saving an event while the database is
+    # unreachable (a failover) before the event is given up (sentry.conf.py).
     "worker": {"image": "sentry", "tag": "9.1.2", "processes": 4, "concurrency": 4, "uid": 999,
-               "visibility_timeout": 300},
+               "visibility_timeout": 300, "db_outage_seconds": 120},
     "cron": {"image": "sentry", "tag": "9.1.2", "uid": 999},
     "nginx": {"port": 80, "worker_processes": "auto", "worker_connections": 4096,
               "max_fails": 2, "fail_timeout": 10, "uid": 0},
@@ -27,10 +29,14 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     "redis-queue": {"port": 6379, "maxmemory": "2gb", "maxclients": 10000,
                     "tcp_backlog": 4096, "timeout": 0, "tcp_keepalive": 60, "uid": 100,
                     "backlog_minutes": 30, "event_size": "16kb"},
+    # bytes_per_event and wal_bytes_per_event are what `fab capacity --offline` forecasts the
+    # disk with (measured on the db hosts otherwise): estimates from Sentry 9's schema, not
+    # measurements (plans/forecast.py says how they were made).
     "db": {"port": 5432, "max_connections": 200, "superuser_reserved_connections": 3,
            "shared_buffers": "256MB", "work_mem": "4MB", "max_wal_senders": 10,
            "max_replication_slots": 10, "wal_keep_size": "1GB", "max_slot_wal_keep_size": "10GB",
-           "synchronous": False, "uid": 101},
+           "synchronous": False, "uid": 101,
+           "bytes_per_event": "8kb", "wal_bytes_per_event": "16kb"},
 }
 
 SENTRY_DB = {"name": "sentry", "user": "sentry"}
@@ -59,7 +65,28 @@ def site(inv: Inventory) -> dict[str, Any]:
             "username": str(mail.get("username") or ""),
             "from": str(mail.get("from") or f"sentry@{_domain(url) or 'localhost'}"),
         },
+        "filestore": filestore(inv),
     }
+
+
+#: Where Sentry's files (release artifacts, source maps, debug files) live on a host when the
+#: inventory does not say, and where the official image keeps them inside its containers.
+FILESTORE_PATH = "/var/lib/sentryfab/files"
+FILESTORE_MOUNT = "/var/lib/sentry/files"
+
+
+def filestore(inv: Inventory) -> dict[str, Any]:
+    """The inventory's `sentry: filestore:` with defaults: backend, the host path mounted into
+    every Sentry container (filesystem), whether that path is shared storage, and the
+    options Sentry's filestore backend gets."""
+    raw = dict((inv.extra.get("sentry") or {}).get("filestore") or {})
+    backend = str(raw.get("backend") or "filesystem")
+    path = str(raw.get("path") or FILESTORE_PATH)
+    options = dict(raw.get("options") or {})
+    if backend == "filesystem":
+        options = {"location": FILESTORE_MOUNT}
+    return {"backend": backend, "path": path, "shared": bool(raw.get("shared", False)),
+            "options": options}
 
 
 def _domain(url: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..configs.catalog import CONFIG_ROOT
-from ..configs.context import settings, web_ports
+from ..configs.context import FILESTORE_MOUNT, filestore, settings, web_ports
 from ..inventory import Host, Inventory
 
 DATA_ROOT = "/var/lib/sentryfab"
@@ -88,13 +88,17 @@ def _command(inv: Inventory, role: str, host: Host, port: int | None,
     return tuple(shlex.split(template.format(**values)))
 
 
-def _mounts(role: str) -> tuple[tuple[str, str, bool], ...]:
+def _mounts(inv: Inventory, role: str) -> tuple[tuple[str, str, bool], ...]:
     cfg_role = "web" if role == "migrate" else role
     cfg = f"{CONFIG_ROOT}/{cfg_role}"
     mounts = [(cfg, cfg, True)]
     if role not in SENTRY_ROLES:
         data = f"{DATA_ROOT}/{role}"
         mounts.append((data, data, False))
+    elif (fs := filestore(inv))["backend"] == "filesystem":
+        # Uploaded files outlive the container (a redeploy replaces it) and, on shared
+        # storage, are seen by every Sentry host.
+        mounts.append((fs["path"], FILESTORE_MOUNT, False))
     return tuple(mounts)
 
 
@@ -124,7 +128,7 @@ def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = No
             name=container_name(role, i), role=role, index=i,
             image=image_ref(inv, role, host, tag),
             command=_command(inv, role, host, port, container_name(role, i)),
-            mounts=_mounts(role), labels=labels,
+            mounts=_mounts(inv, role), labels=labels,
             user=s.get("user", DEFAULT_USERS.get(role)), port=port,
             memory=s.get("memory"), cpus=str(s["cpus"]) if s.get("cpus") else None,
             restart="no" if role == "migrate" else "unless-stopped",
@@ -143,4 +147,11 @@ def prepare_dirs(inv: Inventory, host: Host, role: str) -> str:
         uid = int(settings(inv, role, host).get("uid", 0))
         data = f"{DATA_ROOT}/{role}"
         cmd += f" && mkdir -p {shlex.quote(data)} && chown {uid} {shlex.quote(data)}"
+    elif (fs := filestore(inv))["backend"] == "filesystem":
+        # Sentry writes its files as its own user. On shared storage the folder is usually
+        # owned already (and root may not chown on NFS): chown only when it is not.
+        uid = int(settings(inv, "web" if role == "migrate" else role, host).get("uid", 999))
+        files = shlex.quote(fs["path"])
+        cmd += (f" && mkdir -p {files} && {{ [ \"$(stat -c %u {files})\" = {uid} ] || "
+                f"chown {uid} {files}; }}")
     return cmd

@@ -226,7 +226,7 @@ def init_script_text(host: Host) -> str:
         "export PATH",
         f"hostname {q(host.name)}",
     ]
-    binds = paths.binds()
+    binds = host.binds()
     lines.append("mkdir -p " + " ".join(q(target) for _, target in binds))
     lines += [f"mount --bind {q(str(source))} {q(target)}" for source, target in binds]
     lines += [

@@ -29,6 +29,7 @@ from sentryfab.lab.system import remove_tree, write_if_changed
 from sentryfab.lab.topology import (
     HOSTS_ROOT,
     MAX_SCALE_HOSTS,
+    SHARED_FILES_SOURCE,
     STATE_FILE,
     STATE_ROOT,
     Host,
@@ -155,11 +156,13 @@ def _parallel(items: Sequence[Host], fn: Callable[[Host], T], workers: int) -> l
 def _ensure_mountpoints(wanted: list[Host]) -> list[str]:
     """Create on the machine the folders hosts mount over; returns those it created."""
     created = []
-    for _, target in wanted[0].paths.binds() if wanted else []:
+    for source, target in {b for h in wanted for b in h.binds()}:
+        if source == SHARED_FILES_SOURCE:
+            source.mkdir(parents=True, exist_ok=True)
         if not os.path.exists(target):
             os.makedirs(target)
             created.append(target)
-    return created
+    return sorted(created)
 
 
 # --- up ----------------------------------------------------------------------------------

@@ -74,7 +74,15 @@ ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("nginx", {}),
 )
 
-SENTRY_SETTINGS: dict[str, object] = {"sample_data": False}
+#: One folder of the machine bind-mounted at SHARED_FILES into every host with a Sentry role:
+#: the lab's stand-in for the NFS share a production cluster mounts there.
+SHARED_FILES_SOURCE = STATE_ROOT / "shared-files"
+SHARED_FILES = "/srv/sentry-files"
+
+SENTRY_SETTINGS: dict[str, object] = {
+    "sample_data": False,
+    "filestore": {"path": SHARED_FILES, "shared": True},
+}
 
 SSH_SETTINGS: dict[str, object] = {
     "user": "root",
@@ -201,6 +209,13 @@ class Host:
     @property
     def paths(self) -> HostPaths:
         return HostPaths(HOSTS_ROOT / self.name)
+
+    def binds(self) -> list[tuple[Path, str]]:
+        """What init.sh bind-mounts: the host's own folders, and on a Sentry host the
+        shared files folder."""
+        shared = [(SHARED_FILES_SOURCE, SHARED_FILES)] if set(self.roles) & set(SENTRY_ROLES) \
+            else []
+        return self.paths.binds() + shared
 
 
 def role_hosts() -> list[Host]:

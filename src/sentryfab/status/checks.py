@@ -13,11 +13,11 @@ from typing import Any
 from ..configs.context import SENTRY_DB, settings, web_ports
 from ..containers.spec import specs_for
 from ..inventory import Host, Inventory
-from . import parsers
+from . import ingestion, parsers
 from .model import HostStatus, Problem, Severity, Value
 from .pipeline import PAYLOAD_POLICY, PAYLOAD_TTL_S, holds_payloads
-from .script import DATA_PATHS
-from .thresholds import Levels, duration, evaluate, human_bytes, levels
+from .script import DATA_PATHS, FACT_TIMEOUT, INGEST_FACT, PAYLOADS_FACT
+from .thresholds import Levels, duration, evaluate, fmt, human_bytes, levels, severity_of
 
 #: A sample: what the next round compares with (restart counts, counters, queue length).
 Sample = dict[str, Any]
@@ -57,6 +57,9 @@ def evaluate_host(inv: Inventory, host: Host, answer: Answer, prev: Sample | Non
             _web(st, inv, out, lv)
         elif role == "nginx":
             _nginx(st, out, prev, sample, now)
+            _ingest(st, out, lv)
+        elif role == "worker":
+            _payloads(st, out, lv)
         elif role in ("redis-cache", "redis-queue"):
             _redis(st, inv, role, out, lv, prev, sample, now)
         elif role == "db":
@@ -268,6 +271,63 @@ def _nginx(st: HostStatus, out: parsers.Output, prev: Sample, sample: Sample,
     m["upstreams_down"] = sum(not u.drained and not u.probe.ok for u in ups)
 
 
+def _ingest(st: HostStatus, out: parsers.Output, lv: dict[str, Levels]) -> None:
+    """nginx's answers to ingestion requests in the last minute: rates per status class and
+    per cause, the error rate against its levels, and each endpoint 9.1.2 lacks named."""
+    sec = out.get(INGEST_FACT)
+    if sec is None:
+        return  # a script without the fact (an older capture); a cut-off one is reported
+    facts = ingestion.ingest(sec.lines)
+    if facts.rc not in (0, None, 124):
+        why = facts.error or f"docker logs exit code {facts.rc}"
+        st.add(Problem("warning", f"cannot read nginx's log for ingestion figures: {why}",
+                       scope="nginx"))
+        return
+    if facts.cut_off:
+        st.add(Problem("warning", "reading nginx's log of the last minute was cut off after "
+                                  f"{FACT_TIMEOUT} s: ingestion figures are partial",
+                       scope="nginx"))
+    ing = ingestion.classify(facts)
+    st.facts["ingest"] = facts
+    st.facts["ingestion"] = ing
+    m = st.metrics.setdefault("nginx", {})
+    per_s = 1.0 / ingestion.WINDOW_S
+    m["ingest_per_s"] = round(ing.total * per_s, 3)
+    for cls, n in ing.classes.items():
+        m[f"ingest_{cls}_per_s"] = round(n * per_s, 3)
+    for cause, n in ing.causes.items():
+        m[f"ingest_{cause}_per_s"] = round(n * per_s, 3)
+    m["ingest_error_pct"] = ing.error_pct
+    _ingest_errors(st, ing, lv)
+    # Each route 9.1.2 lacks is its own finding: it names who sends there and what is lost.
+    for name, by_status in ing.lacking.items():
+        n = sum(by_status.values())
+        sev, limit = severity_of(n * per_s, lv.get("ingest_missing_endpoint_per_s",
+                                                    (None, None)))
+        if sev == "ok":
+            continue
+        e = ingestion.BY_NAME[name]
+        st.add(Problem(sev, f"{n} request{'s' * (n != 1)} to {e.shown} in the last minute, "
+                            f"answered {ingestion.statuses_text(by_status)}: {e.why}",
+                       metric="ingest_missing_endpoint_per_s", value=round(n * per_s, 3),
+                       limit=limit, scope="nginx"))
+
+
+def _ingest_errors(st: HostStatus, ing: ingestion.Ingestion, lv: dict[str, Levels]) -> None:
+    """The error rate against its levels, its causes listed; below them (or on too few
+    requests to judge), the causes as a note."""
+    if not ing.errors:
+        return
+    of = (f"{ing.errors} of {ing.total} request{'s' * (ing.total != 1)} in the last minute: "
+          f"{ingestion.causes_text(ing)}")
+    p = evaluate("ingest_error_pct", ing.error_pct, lv) \
+        if ing.total >= ingestion.MIN_REQUESTS else None
+    if p is None:
+        st.notes.append(f"ingestion errors {fmt(ing.error_pct, 'pct')}, {of}")
+        return
+    st.add(replace(p, message=f"{p.message}, {of}", scope="nginx"))
+
+
 def _rate(value: float | None, before: float | None, t_before: float | None, now: float,
           counter: bool = False) -> float | None:
     """Change per second since the last sample (None without one; a reset counter too)."""
@@ -276,6 +336,38 @@ def _rate(value: float | None, before: float | None, t_before: float | None, now
     if counter and value < before:
         return None
     return round((value - before) / (now - t_before), 2)
+
+
+# -- worker ------------------------------------------------------------------------------------
+
+def _payloads(st: HostStatus, out: parsers.Output, lv: dict[str, Levels]) -> None:
+    """Payloads the worker processes found missing in the last minute: each one an accepted
+    event lost."""
+    sec = out.get(PAYLOADS_FACT)
+    if sec is None:
+        return  # a script without the fact (an older capture); a cut-off one is reported
+    facts = ingestion.payloads(sec.lines)
+    st.facts["payloads"] = facts
+    m = st.metrics.setdefault("worker", {})
+    for message in ingestion.MISSING_PAYLOAD:
+        m[ingestion.metric_name(message)] = facts.total(message)
+    m["payloads_missing"] = facts.total()
+    if facts.cut_off:
+        st.add(Problem("warning", "reading the worker logs of the last minute was cut off after "
+                                  f"{FACT_TIMEOUT} s: the count of missing payloads is partial",
+                       scope="worker"))
+    for name, rc in sorted(facts.rcs.items()):
+        if rc:  # a missing container is reported by the container check already
+            st.notes.append(f"could not read {name}'s log (docker logs exit code {rc})")
+    p = evaluate("payloads_missing", m["payloads_missing"], lv)
+    if p is not None:
+        where = ", ".join(f"{msg} {n} on {c if c != '-' else 'a worker (read cut off)'}"
+                          for c, per in sorted(facts.counts.items())
+                          for msg, n in sorted(per.items(), key=lambda e: -e[1]))
+        st.add(replace(p, scope="worker", message=(
+            f"{p.message}: {where}; accepted events lost: their payloads were gone from the "
+            "payload Redis when a worker came for them (evicted, or older than "
+            f"{duration(PAYLOAD_TTL_S)})")))
 
 
 # -- Redis -------------------------------------------------------------------------------------

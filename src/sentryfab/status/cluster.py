@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..configs.context import SENTRY_DB, web_ports
 from ..folding import fold_names
 from ..inventory import Inventory
-from . import parsers
+from . import ingestion, parsers
 from .model import ClusterView, HostStatus, Problem
 from .thresholds import evaluate, levels
 
@@ -28,6 +28,7 @@ def analyse(inv: Inventory, statuses: list[HostStatus]) -> ClusterView:
     _upstreams(inv, statuses)
     _web_capacity(inv, view, statuses)
     _queue(view, statuses)
+    _ingestion(view, statuses)
     return view
 
 
@@ -260,3 +261,21 @@ def _queue(view: ClusterView, statuses: list[HostStatus]) -> None:
             "warning", f"{beats:.0f} worker heartbeats in the queue Redis for {running} running "
                        "worker processes: some workers are stuck or cannot reach Redis",
             scope="cluster", roles=("worker",)))
+
+
+# -- ingestion -------------------------------------------------------------------------------------
+
+def _ingestion(view: ClusterView, statuses: list[HostStatus]) -> None:
+    """The cluster's ingestion over the last minute: every nginx's requests and errors summed
+    (the error rate of the whole, not an average of rates), every worker's missing payloads."""
+    seen: list[ingestion.Ingestion] = [st.facts["ingestion"] for st in statuses
+                                       if "ingestion" in st.facts]
+    if seen:
+        total = sum(i.total for i in seen)
+        view.ingest_per_s = round(total / ingestion.WINDOW_S, 3)
+        view.ingest_error_pct = round(100.0 * sum(i.errors for i in seen) / total, 2) \
+            if total else None
+    missing = [st.metrics["worker"]["payloads_missing"] for st in statuses
+               if "payloads_missing" in st.metrics.get("worker", {})]
+    if missing:
+        view.payloads_missing = int(sum(v or 0 for v in missing))

@@ -102,6 +102,10 @@ class ClusterView:
     queue_growth_per_s: float | None = None
     #: seconds the oldest queued task has waited since its event was accepted (0: no backlog)
     backlog_age_s: float | None = None
+    #: ingestion through every nginx in the last minute, and payloads the workers missed
+    ingest_per_s: float | None = None
+    ingest_error_pct: float | None = None
+    payloads_missing: int | None = None
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -122,6 +126,9 @@ class ClusterView:
             "queue_length": self.queue_length,
             "queue_growth_per_s": self.queue_growth_per_s,
             "backlog_age_s": self.backlog_age_s,
+            "ingest_per_s": self.ingest_per_s,
+            "ingest_error_pct": self.ingest_error_pct,
+            "payloads_missing": self.payloads_missing,
             "problems": [p.as_record() for p in self.problems],
         }
 

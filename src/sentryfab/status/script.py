@@ -18,6 +18,7 @@ from ..containers.spec import specs_for
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..shell import join, script
+from . import ingestion
 
 MARK = "@@"
 DATA_PATHS = ("/var/lib/sentryfab", "/var/log/sentryfab")
@@ -219,6 +220,23 @@ def nginx_facts(inv: Inventory, host: Host) -> list[Fact]:
     return [Fact("nginx-status", status), Fact("nginx-upstreams", probe)]
 
 
+#: The facts that reduce a log of the last minute on the host (ingestion.py).
+INGEST_FACT = "nginx-ingest"
+PAYLOADS_FACT = "worker-payloads"
+
+
+def ingest_fact(inv: Inventory, host: Host) -> Fact:
+    """nginx's answers to ingestion requests in the last minute, counted on the host."""
+    container = specs_for(inv, host, "nginx")[0].name
+    return Fact(INGEST_FACT, ingestion.nginx_command(container, FACT_TIMEOUT))
+
+
+def payloads_fact(inv: Inventory, host: Host) -> Fact:
+    """The worker containers' 'payload missing' messages of the last minute, counted."""
+    containers = [spec.name for spec in specs_for(inv, host, "worker")]
+    return Fact(PAYLOADS_FACT, ingestion.worker_command(containers, FACT_TIMEOUT))
+
+
 def queue_keys(inv: Inventory, host: Host | None = None) -> list[str]:
     """The queue Redis lists to measure (`queue_keys` on redis-queue, else Sentry's)."""
     raw = settings(inv, "redis-queue", host).get("queue_keys") or list(SENTRY_QUEUES)
@@ -295,13 +313,16 @@ def jobs_for(inv: Inventory, host: Host) -> list[list[Fact]]:
             jobs.append(web_facts(inv, host))
         elif role == "nginx":
             jobs += [[f] for f in nginx_facts(inv, host)]
+            jobs.append([ingest_fact(inv, host)])
+        elif role == "worker":
+            jobs.append([payloads_fact(inv, host)])
         elif role in ("redis-cache", "redis-queue"):
             jobs.append([redis_fact(inv, host, role, first, var[ROLE_SECRETS[role]])])
         elif role == "db":
             jobs.append([db_fact(first)])
         elif role == "pgbouncer":
             jobs.append([pgbouncer_fact(inv, host, first, var[ROLE_SECRETS[role]])])
-        # worker and cron: their containers (the docker fact) are what a host can tell.
+        # cron: its container (the docker fact) is what a host can tell.
     return jobs
 
 

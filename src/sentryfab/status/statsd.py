@@ -84,6 +84,10 @@ def gauge_lines(report: StatusReport) -> list[str]:
         lines += gauge(f"{PREFIX}.cluster.{cluster}.queue_length", view.queue_length)
     if view.backlog_age_s is not None:
         lines += gauge(f"{PREFIX}.cluster.{cluster}.backlog_age_s", view.backlog_age_s)
+    for key in ("ingest_per_s", "ingest_error_pct", "payloads_missing"):
+        value = getattr(view, key)
+        if value is not None:
+            lines += gauge(f"{PREFIX}.cluster.{cluster}.{key}", value)
     return lines
 
 

@@ -33,7 +33,7 @@ class Metric:
     """How a metric is named in messages and which unit its values have."""
 
     label: str
-    unit: str  # pct, bytes, s, duration, ms, count, per_s, ratio
+    unit: str  # pct, bytes, s, duration, ms, count, per_s, rate, ratio
 
 
 METRICS: dict[str, Metric] = {
@@ -46,6 +46,9 @@ METRICS: dict[str, Metric] = {
     "health_ms": Metric("/_health/ answer time", "ms"),
     "web_down_pct": Metric("web processes down", "pct"),
     "upstreams_down_pct": Metric("upstreams unreachable from nginx", "pct"),
+    "ingest_error_pct": Metric("ingestion errors", "pct"),
+    "ingest_missing_endpoint_per_s": Metric("requests to endpoints Sentry 9.1.2 lacks", "rate"),
+    "payloads_missing": Metric("payloads found missing in the last minute", "count"),
     "memory_pct": Metric("memory", "pct"),
     "clients_pct": Metric("clients", "pct"),
     "rejected_connections": Metric("connections rejected since last check", "count"),
@@ -76,7 +79,16 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
     # Any restart is worth a look; several between two checks is a crash loop.
     "*": {"restarts": (0, 2)},
     "web": {"health_ms": (1000, 3000), "web_down_pct": (30, 50)},
-    "nginx": {"upstreams_down_pct": (0, 50)},
+    "nginx": {
+        "upstreams_down_pct": (0, 50),
+        # Share of ingestion requests (last minute) not answered 2xx: each one an event the
+        # SDK did not deliver.
+        "ingest_error_pct": (1, 10),
+        # Any: some client loses every event it sends, silently (its own finding).
+        "ingest_missing_endpoint_per_s": (0, None),
+    },
+    # A worker that finds no payload under a task's key has lost an accepted event.
+    "worker": {"payloads_missing": (None, 0)},
     # The cache evicts by design (allkeys-lru): full memory is normal there. Evicting at all
     # means it is smaller than what Sentry keeps in it for its TTLs, and loses events if
     # payloads are still stored there (an old sentry.conf.py): worth a look, not a page.
@@ -181,9 +193,18 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.0f} ms"
     if unit == "per_s":
         return f"{value:+.0f}/s" if abs(value) >= 10 else f"{value:+.1f}/s"
+    if unit == "rate":
+        return rate(value)
     if unit == "ratio":
         return f"{value:.2f}"
     return f"{value:.0f}"
+
+
+def rate(per_s: float) -> str:
+    """Events per second, unsigned: '4980/s', '2.5/s', '0.02/s' (one a minute), '0/s'."""
+    if per_s >= 10 or per_s == 0:
+        return f"{per_s:.0f}/s"
+    return f"{per_s:.1f}/s" if per_s >= 1 else f"{per_s:.2f}/s"
 
 
 def duration(seconds: float) -> str:

@@ -16,7 +16,7 @@ from rich.text import Text
 from ..folding import fold_names
 from ..roles import ROLES
 from ..status.model import HostStatus, StatusReport
-from ..status.thresholds import duration, fmt, human_bytes
+from ..status.thresholds import duration, fmt, human_bytes, rate
 from .console import out, print_json
 
 STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
@@ -122,7 +122,9 @@ def role_figures(st: HostStatus, role: str) -> str:
         slow = f", /_health/ <= {fmt(ms, 'ms')}" if ms is not None else ""
         return f"{m.get('processes_up', 0)}/{m.get('processes', 0)} up{slow}{ver}"
     if role in ("worker", "cron"):
-        return f"{m.get('containers_running', 0)}/{m.get('containers', 0)} up{ver}"
+        missing = m.get("payloads_missing")
+        lost = f", {missing} payloads missing" if missing else ""
+        return f"{m.get('containers_running', 0)}/{m.get('containers', 0)} up{ver}{lost}"
     if role in ("redis-cache", "redis-queue"):
         return _redis_figures(m)
     if role == "db":
@@ -135,12 +137,22 @@ def role_figures(st: HostStatus, role: str) -> str:
         ups = m.get("upstreams", 0) or 0
         down = m.get("upstreams_down", 0) or 0
         rps = m.get("requests_per_s")
-        rate = f", {rps:.0f} req/s" if rps is not None else ""
-        return f"{ups - down}/{ups} upstreams, {m.get('active_connections', '?')} conn{rate}"
+        req = f", {rps:.0f} req/s" if rps is not None else ""
+        return (f"{ups - down}/{ups} upstreams, {m.get('active_connections', '?')} conn{req}"
+                f"{_ingest_figure(m)}")
     m = st.metrics.get("host", {})
     if st.notes and st.notes[0].endswith(" hosts"):  # a folded row: the worst of them shown
         return f"{st.notes[0]}, all ok (worst figures shown)"
     return f"up, {m.get('cpus', '?')} CPUs" if m else ""
+
+
+def _ingest_figure(m: dict[str, Any]) -> str:
+    """', ingest 48/s, 0.4% errors' (the last minute), once measured."""
+    if m.get("ingest_per_s") is None:
+        return ""
+    pct = m.get("ingest_error_pct")
+    return f", ingest {rate(m['ingest_per_s'])}" + (f", {fmt(pct, 'pct')} errors"
+                                                   if pct is not None else "")
 
 
 def _redis_figures(m: dict[str, Any]) -> str:
@@ -239,6 +251,12 @@ def summary(report: StatusReport) -> Text:
     if v.queue_length is not None:
         age = f", backlog age {duration(v.backlog_age_s)}" if v.backlog_age_s else ""
         extra.append(f"queue {v.queue_length}{age}")
+    if v.ingest_per_s is not None:
+        errors = f" ({fmt(v.ingest_error_pct, 'pct')} errors)" \
+            if v.ingest_error_pct is not None else ""
+        extra.append(f"ingest {rate(v.ingest_per_s)}{errors}")
+    if v.payloads_missing:
+        extra.append(f"{v.payloads_missing} payloads missing")
     if v.problems:
         extra.append(f"{len(v.problems)} cluster finding{'s' * (len(v.problems) != 1)}")
     if extra:

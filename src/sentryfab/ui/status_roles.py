@@ -12,9 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from ..roles import expand_role
-from ..status import parsers
+from ..status import ingestion, parsers
 from ..status.model import HostStatus, StatusReport
-from ..status.thresholds import duration, fmt, human_bytes
+from ..status.thresholds import duration, fmt, human_bytes, rate
 from .status import SHORT, STYLE, host_cells
 
 
@@ -114,6 +114,7 @@ def _nginx_view(hosts: list[HostStatus], role: str) -> Group:
         ("writing", m("writing")), ("waiting", m("waiting")),
         ("requests/s", lambda st: fmt(st.metrics.get("nginx", {}).get("requests_per_s"),
                                       "ratio")),
+        ("ingestion (last minute)", _ingest_cell),
     ])
     u = _table("nginx: upstreams (probed from the nginx host)", "host", "upstream",
                "web host", "config", "/_health/", "time")
@@ -124,7 +125,68 @@ def _nginx_view(hosts: list[HostStatus], role: str) -> Group:
                            style="yellow" if up.drained else ""),
                       Text(up.probe.describe(), style="green" if up.probe.ok else "red"),
                       fmt(up.probe.seconds * 1000, "ms") if up.probe.ok else "")
-    return Group(t, u, _containers_view(hosts, role))
+    return Group(t, u, _ingest_view(hosts), _causes_view(hosts),
+                 _containers_view(hosts, role))
+
+
+def _ingest_cell(st: HostStatus) -> str:
+    """'48/s, 0.4% errors' over the last minute ('-': not measured this round)."""
+    ing: ingestion.Ingestion | None = st.facts.get("ingestion")
+    if ing is None:
+        return "-"
+    return f"{rate(ing.total / ingestion.WINDOW_S)}, {fmt(ing.error_pct or 0.0, 'pct')} errors"
+
+
+def _ingest_view(hosts: list[HostStatus]) -> Table:
+    """Per endpoint: requests per second and responses per status class, the codes seen."""
+    t = _table(f"nginx: ingestion endpoints (last {ingestion.WINDOW_S} s)", "host", "endpoint",
+               "Sentry 9.1.2", "requests/s", *ingestion.CLASSES, "status codes")
+    for st in hosts:
+        facts: ingestion.IngestFacts | None = st.facts.get("ingest")
+        if facts is None:
+            continue
+        for i, e in enumerate(e for e in ingestion.ENDPOINTS if e.name in facts.counts):
+            by_status = facts.counts[e.name]
+            classes = {c: sum(n for s, n in by_status.items() if f"{s // 100}xx" == c)
+                       for c in ingestion.CLASSES}
+            t.add_row(st.host.name if i == 0 else "", e.shown,
+                      "has it" if e.served else Text("lacks it", style="red"),
+                      rate(sum(by_status.values()) / ingestion.WINDOW_S),
+                      *(str(classes[c]) for c in ingestion.CLASSES),
+                      ", ".join(f"{s}: {n}" for s, n in sorted(by_status.items())))
+    return t
+
+
+def _causes_view(hosts: list[HostStatus]) -> Table:
+    """Why ingestion requests were not accepted, per host, most frequent first."""
+    t = _table(f"nginx: ingestion errors by cause (last {ingestion.WINDOW_S} s)", "host",
+               "cause", "requests", "per second")
+    for st in hosts:
+        ing: ingestion.Ingestion | None = st.facts.get("ingestion")
+        if ing is None:
+            continue
+        seen = sorted((c for c, n in ing.causes.items() if n), key=lambda c: -ing.causes[c])
+        for i, cause in enumerate(seen):
+            t.add_row(st.host.name if i == 0 else "", ingestion.CAUSES[cause],
+                      str(ing.causes[cause]), rate(ing.causes[cause] / ingestion.WINDOW_S))
+    return t
+
+
+def _worker_view(hosts: list[HostStatus], role: str) -> Group:
+    """The worker containers, and the payloads they found missing in the last minute."""
+    t = _table(f"worker: payloads found missing (last {ingestion.WINDOW_S} s)", "host",
+               "container", *ingestion.MISSING_PAYLOAD)
+    for st in hosts:
+        facts: ingestion.PayloadFacts | None = st.facts.get("payloads")
+        if facts is None:
+            continue
+        names = sorted(set(facts.rcs) | set(facts.counts))
+        for i, name in enumerate(names):
+            per = facts.counts.get(name, {})
+            t.add_row(st.host.name if i == 0 else "", name,
+                      *(Text(str(per.get(m, 0)), style="red" if per.get(m) else "")
+                        for m in ingestion.MISSING_PAYLOAD))
+    return Group(t, _containers_view(hosts, role))
 
 
 def _redis_view(hosts: list[HostStatus], role: str) -> Group:
@@ -273,8 +335,9 @@ def _pgbouncer_view(hosts: list[HostStatus], role: str) -> Group:
     return Group(p, d, _containers_view(hosts, role))
 
 
-VIEWS = {"web": _web_view, "nginx": _nginx_view, "redis-cache": _redis_view,
-         "redis-queue": _redis_view, "db": _db_view, "pgbouncer": _pgbouncer_view}
+VIEWS = {"web": _web_view, "nginx": _nginx_view, "worker": _worker_view,
+         "redis-cache": _redis_view, "redis-queue": _redis_view, "db": _db_view,
+         "pgbouncer": _pgbouncer_view}
 
 
 def facts_record(st: HostStatus) -> dict[str, Any]:
