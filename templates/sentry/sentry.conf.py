@@ -224,6 +224,9 @@ SENTRY_WEB_OPTIONS = {
     # memory report either (Sentry's default turns it on).
     "disable-logging": True,
     "memory-report": False,
+    # Sentry's default is 20 MiB, less than the 32 MiB its own chunk-upload endpoint tells
+    # sentry-cli to send: large source map and debug file uploads failed. nginx allows the same.
+    "limit-post": {{ (sentry.web.max_body_mb | int) * 1024 * 1024 }},
 }
 {% if site.https %}
 

@@ -328,17 +328,8 @@ def test_a_switchover_killed_while_clients_wait_is_finished_by_a_rerun(cluster):
     assert report.failures == 0 and probe.failures == 0 and v.ok
 
 
-# Found on the real Sentry, not fixed yet: with the primary killed under load, 17-21 of
-# ~900 accepted events are not stored (synchronous replication: the database lost nothing
-# it acknowledged; the events are lost between Sentry's web and its workers while the
-# primary is down). Not the tasks' database errors: retrying those did not change it.
-# Open work, see the issue's closing note.
-PRIMARY_KILLED_LOSES_EVENTS = pytest.mark.xfail(
-    reason="real Sentry: 17-21 of ~900 accepted events lost while the primary is down",
-    strict=False)
 
 
-@PRIMARY_KILLED_LOSES_EVENTS
 def test_failover_after_the_primary_is_killed_loses_nothing_and_fences_it(cluster):
     inv = cluster
     loader, box = load_in_background(inv, RATE, 35, IDS_DIR)
@@ -388,12 +379,13 @@ def test_failover_after_the_primary_is_killed_loses_nothing_and_fences_it(cluste
     assert all(b["points_to"] == "db-2" for b in t["pgbouncers"])
 
 
-@PRIMARY_KILLED_LOSES_EVENTS
 def test_asynchronous_failover_loses_only_what_the_precheck_allowed(cluster):
     """Replication asynchronous on purpose (db.degrade); the replica stops receiving for a
     moment while the primary goes on committing alone; the primary is killed. The failover
     measures what db-2 lacks (within the 1 MiB allowed) and says so; lab.verify reports the
-    events lost, and they are exactly ones committed after the replica stopped receiving."""
+    events lost, and there are no more of them than events the primary stored alone (the
+    real workers save events well after nginx accepted them, so it is the time of the save
+    that counts, not of the acceptance)."""
     inv = cluster
     run_json("db.degrade")
     loader, box = load_in_background(inv, RATE, 30, IDS_DIR)
@@ -402,13 +394,18 @@ def test_asynchronous_failover_loses_only_what_the_precheck_allowed(cluster):
     # in a socket is read later, as it would be after SIGSTOP/SIGCONT).
     cut = psql(DB, "alter system set primary_conninfo = ''") + " && " + psql(
         DB, "select pg_reload_conf()")
+    count = psql(DB, "select count(*) from sentry_message")
     sh(inv, "db-2", cut)
-    cut_at = time.time()
     time.sleep(1.5)  # the primary commits alone: acknowledged, on no replica
-    sh(inv, "db-1", f"docker kill {DB} >/dev/null")
+    # What db-2 has: all it received before the cut, replayed by now (a hot standby answers
+    # queries). The primary was ahead of it already before the cut: it is the replica's
+    # count that tells what the primary stored alone.
+    stored_on_replica = int(sh(inv, "db-2", count))
+    # Counted and killed in one command: nothing is stored between the two but what a
+    # worker commits in those few milliseconds.
+    stored_at_kill = int(sh(inv, "db-1", f"{count} && docker kill {DB} >/dev/null"))
     sh(inv, "db-2", psql(DB, "alter system reset primary_conninfo") + " && "
        + psql(DB, "select pg_reload_conf()"))
-    started = time.time()
     rep = run_json("db.failover", "--to", "db-2")
     loader.join(120)
     report = box["report"]
@@ -419,18 +416,18 @@ def test_asynchronous_failover_loses_only_what_the_precheck_allowed(cluster):
     shown = fab("lab.verify", "--ids", str(report.ids_file), "--db", "db-2", "--wait", "10",
                 "--json", timeout=300)
     v = json.loads(shown.stdout)
-    accepted = load.read_ids(report.ids_file)
-    window = sum(1 for _, at in accepted if cut_at - 2 <= at <= started)
+    alone = stored_at_kill - stored_on_replica
     record("failover_async", lag_bytes=rep["lag_bytes"], command_s=rep["seconds"],
            write_after_s=rep["write_after_seconds"], accepted=v["accepted"],
            missing=v["missing"], duplicated=v["duplicated"],
-           accepted_while_replica_cut=window, load_failed=report.failures)
+           stored_by_the_primary_alone=alone, load_failed=report.failures)
     lagged = next(n for n in rep["notes"] if "db-2 lacks" in n)
     assert "within maximum_lag_on_failover (1.0 MiB)" in lagged and "are lost" in lagged
     assert 0 < rep["lag_bytes"] <= 1024 * 1024
     assert shown.returncode == 1 and v["missing"] > 0 and v["duplicated"] == 0  # reported
-    assert v["missing"] <= window  # nothing older than the cut is lost
-    assert all(m["accepted_at"] >= cut_at - 2 for m in v["missing_sample"])
+    # Nothing stored before the cut is lost: at most what the primary stored alone (and the
+    # one or two a worker committed between the count and the kill).
+    assert v["missing"] <= alone + 2, (v["missing"], alone)
     t = topology()
     assert t["primary"] == "db-2" and node(t, "db-1")["fenced"]["action"] == "failover"
 

@@ -170,3 +170,113 @@ def test_no_accepted_event_is_lost_when_the_cache_redis_fills_up(inv, tmp_path):
         v.as_record()
     assert redis_info(inv, "redis-queue", "evicted_keys") == queue_evicted_before
     print(f"\ncache fill: {fill} bytes written, {evicted} keys evicted, 200 of 200 stored")
+
+
+# --- files shared by every Sentry host, and large uploads ---------------------------------
+
+ORG, PROJECT = "sentry", "internal"  # what Sentry's first `upgrade` makes
+
+
+def api_token(inv) -> str:
+    """A Sentry API token of the organization's owner, made with Sentry's own models."""
+    from sentryfab.failover.discover import cluster_state
+
+    with Runner(inv) as r:
+        sentry_project.ensure_owner(r, inv, inv.host(cluster_state(r, inv).primary))
+    script = ("from sentry.models import ApiToken, User\n"
+              "u = User.objects.filter(is_superuser=True).order_by('id')[0]\n"
+              "t = ApiToken.objects.create(user=u, scope_list=['project:releases', "
+              "'project:write', 'project:read', 'org:read'])\n"
+              "print('TOKEN=' + t.token)\n")
+    out = run_on(inv, "web-1", join(["docker", "exec", "--user", "999", "sentry-web-1",
+                                     "sentry", "--config", "/etc/sentryfab/web", "exec",
+                                     "-c", script]))
+    [token] = [x[6:] for x in out.splitlines() if x.startswith("TOKEN=")]
+    return token
+
+
+def api(base: str, token: str, method: str, path: str, body: bytes | None = None,
+        content_type: str = "application/json", timeout: float = 120) -> tuple[int, bytes]:
+    """One request to Sentry's web API at `base` (a web process or nginx)."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(base + path, data=body, method=method, headers={
+        "Authorization": f"Bearer {token}", "Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def multipart(name: str, data: bytes) -> tuple[bytes, str]:
+    """A multipart/form-data body with one file, as sentry-cli sends a release file."""
+    boundary = "sentryfab" + "".join(f"{b:02x}" for b in __import__("os").urandom(8))
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\n{name}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; "
+            f"filename=\"{name.rsplit('/', 1)[-1]}\"\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode() + data + \
+        f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def new_release(base: str, token: str) -> str:
+    version = f"sentryfab-{int(time.time() * 1000)}"
+    status, out = api(base, token, "POST", f"/api/0/organizations/{ORG}/releases/",
+                      json.dumps({"version": version, "projects": [PROJECT]}).encode())
+    assert status == 201, (status, out[:300])
+    return version
+
+
+def upload(base: str, token: str, version: str, name: str, data: bytes) -> tuple[int, dict]:
+    body, ctype = multipart(name, data)
+    status, out = api(base, token, "POST",
+                      f"/api/0/organizations/{ORG}/releases/{version}/files/", body, ctype)
+    return status, (json.loads(out) if status == 201 else {"raw": out[:300]})
+
+
+def download(base: str, token: str, version: str, file_id: str) -> tuple[int, bytes]:
+    return api(base, token, "GET", f"/api/0/organizations/{ORG}/releases/{version}/files/"
+                                   f"{file_id}/?download=1")
+
+
+def test_a_release_file_uploaded_through_web_1_is_read_through_web_2(inv):
+    """Sentry's release-files API, straight at one web process of each host: what web-1
+    stored is served by web-2, from the shared filestore, and again after web-2's
+    containers are replaced by a redeploy."""
+    token = api_token(inv)
+    web1, web2 = (f"http://{inv.host(h).address}:9000" for h in ("web-1", "web-2"))
+    version = new_release(web1, token)
+    data = b"//# sourceMappingURL=app.js.map\n" + __import__("os").urandom(64 * 1024)
+    status, meta = upload(web1, token, version, "~/static/app.js", data)
+    assert status == 201, meta
+    assert download(web2, token, version, meta["id"]) == (200, data)
+    # The blob is a file in the shared folder, owned by Sentry's uid, not in a container.
+    listing = run_on(inv, "worker-1", "find /srv/sentry-files -type f -size +60k "
+                                      "-printf '%u %s\\n'")
+    assert any(line.split()[0] in ("999", "sentry") for line in listing.splitlines()), listing
+    # New containers on web-2 (removed, then deployed again): the file is still served.
+    run_on(inv, "web-2", "docker rm -f $(docker ps -aq --filter label=sentryfab.role=web) "
+                         ">/dev/null")
+    redeploy = fab("deploy.web", "--hosts", "web-2", timeout=600)
+    assert redeploy.returncode == 0, redeploy.stdout + redeploy.stderr
+    assert download(web2, token, version, meta["id"]) == (200, data)
+
+
+def test_a_25_mib_upload_through_nginx_is_taken_and_a_larger_one_refused_by_nginx(inv):
+    """client_max_body_size and uWSGI's limit-post at 40 MiB (at least the 32 MiB Sentry's
+    chunk upload advertises): 25 MiB goes through nginx into Sentry and back out intact;
+    48 MiB is refused by nginx with 413 before it reaches a web process."""
+    import os
+
+    token = api_token(inv)
+    nginx = f"http://{inv.host('nginx-1').address}"
+    version = new_release(nginx, token)
+    data = os.urandom(25 * 1024 * 1024)
+    status, meta = upload(nginx, token, version, "~/static/vendor.js.map", data)
+    assert status == 201, meta
+    assert download(nginx, token, version, meta["id"]) == (200, data)
+    status, meta = upload(nginx, token, version, "~/static/huge.js.map",
+                          os.urandom(48 * 1024 * 1024))
+    assert status == 413, meta

@@ -171,3 +171,129 @@ def test_the_reference_queue_holds_ten_minutes_of_peak_and_no_more():
     assert not r.over
     # Thirty minutes at peak, the default, would need 146 GiB: more than this machine holds.
     assert backlog_bytes(5000, 16 * 1024, 30) == 156_672_000_000
+
+
+# --- the disk forecast's facts: command, parser, fan-out ---------------------------------------
+
+#: db_facts_command's output, captured from PostgreSQL 15 with Sentry's four event tables
+#: (5,000 events, 1,000 more stored during a 3 s window) and GNU df.
+DB_FACTS_OUTPUT = """\
+path /var/lib/sentryfab/db/data /var/lib/sentryfab/db/data
+Filesystem     1024-blocks     Used Available Capacity Mounted on
+/dev/vda         264212084 36247232  70143680      35% /
+sizes|19946855|12140544|50331648
+events|5000
+sample|1796459949.738852|51510480|5000
+
+sample|1796459952.743283|56559032|6000
+"""
+
+
+def test_the_db_facts_sql_is_exact():
+    from sentryfab.procedures import capacity
+
+    assert capacity.SIZES_SQL == (
+        "select 'sizes|' || pg_database_size(current_database()) || '|' || (select "
+        "coalesce(sum(pg_total_relation_size(oid)), 0) from pg_class where oid in ("
+        "to_regclass('sentry_message'), to_regclass('nodestore_node'), "
+        "to_regclass('sentry_eventtag'), to_regclass('sentry_eventmapping'))) || '|' || "
+        "(select coalesce(sum(size), 0) from pg_ls_waldir())")
+    assert capacity.EVENTS_SQL == (
+        "select 'events|' || case when reltuples >= 1000000 then reltuples::bigint else "
+        "(select count(*) from sentry_message) end from pg_class "
+        "where oid = 'sentry_message'::regclass")
+    assert capacity.SAMPLE_SQL == (
+        "select 'sample|' || extract(epoch from clock_timestamp()) || '|' || "
+        "pg_wal_lsn_diff(case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else "
+        "pg_current_wal_lsn() end, '0/0')::bigint || '|' || "
+        "coalesce((select max(id) from sentry_message), 0)")
+
+
+def test_the_db_facts_command_is_exact():
+    import shlex
+
+    from sentryfab.procedures.capacity import EVENTS_SQL, SAMPLE_SQL, SIZES_SQL, db_facts_command
+
+    path, df, psql = db_facts_command(2.5).split(" && ")
+    assert path == "echo path /var/lib/sentryfab/db/data /var/lib/sentryfab/db/data"
+    assert df == "df -Pk /var/lib/sentryfab/db/data"
+    assert shlex.split(psql) == [
+        "docker", "exec", "--user", "postgres", "sentry-db-1", "psql", "-X", "-At", "-v",
+        "ON_ERROR_STOP=1", "-d", "sentry", "-c", SIZES_SQL, "-c", EVENTS_SQL, "-c", SAMPLE_SQL,
+        "-c", "select pg_sleep(2.5)", "-c", SAMPLE_SQL]
+    assert shlex.split(db_facts_command(0).split(" && ")[2])[-2:] == ["-c", SAMPLE_SQL]
+
+
+def test_parse_db_facts_from_a_real_output():
+    from sentryfab.plans.forecast import DbFacts
+    from sentryfab.procedures.capacity import parse_db_facts
+
+    f = parse_db_facts(DB_FACTS_OUTPUT)
+    assert f == DbFacts(disk_free=70_143_680 * 1024, db_size=19_946_855, event_bytes=12_140_544,
+                        events=5000, wal_size=50_331_648, window_seconds=f.window_seconds,
+                        window_events=1000, window_wal=56_559_032 - 51_510_480, source="ssh")
+    assert f.window_seconds == pytest.approx(3.004431, abs=1e-6)
+    one = parse_db_facts(DB_FACTS_OUTPUT.split("\n\n")[0])  # --window 0: a single sample
+    assert (one.window_seconds, one.window_events, one.window_wal) == (0.0, 0, 0)
+
+
+def test_parse_db_facts_names_what_is_missing():
+    from sentryfab.procedures.capacity import FactsError, parse_db_facts
+
+    with pytest.raises(FactsError, match="^no sizes, event count, sample$"):
+        parse_db_facts(DB_FACTS_OUTPUT.split("sizes|")[0])
+    with pytest.raises(FactsError, match="^no df, sizes, event count, sample$"):
+        parse_db_facts("")
+
+
+class _Runner:
+    """Answers runner.run with a canned HostResult per host name."""
+
+    def __init__(self, answers):
+        self.answers, self.commands = answers, []
+
+    def run(self, hosts, command, timeout=None):
+        from sentryfab.results import HostResult
+
+        self.commands.append((command, timeout))
+        return [HostResult(h, **self.answers[h.name]) for h in hosts]
+
+
+def test_db_facts_falls_back_per_host_and_says_why(tmp_path):
+    from sentryfab.procedures.capacity import db_facts, db_facts_command
+
+    inv = inventory.load(_two_dbs(tmp_path))
+    runner = _Runner({
+        "db-1": {"status": "ok", "exit_code": 0, "stdout": DB_FACTS_OUTPUT},
+        "db-2": {"status": "failed", "exit_code": 3,
+                 "error": 'exit code 3: ERROR:  relation "sentry_message" does not exist'}})
+    facts, problems = db_facts(runner, inv, window=5)
+    assert runner.commands == [(db_facts_command(5), 65)]
+    assert list(facts) == ["db-1"] and facts["db-1"].events == 5000
+    assert problems == ['db-2: disk and database not read (exit code 3: ERROR:  relation '
+                        '"sentry_message" does not exist): declared figures used']
+    runner.answers["db-1"] = {"status": "ok", "exit_code": 0, "stdout": "events|3\n"}
+    assert db_facts(runner, inv, window=5)[1][0] == (
+        "db-1: disk and database not read (no df, sizes, sample): declared figures used")
+
+
+def _two_dbs(tmp_path):
+    p = tmp_path / "hosts.yaml"
+    p.write_text(textwrap.dedent(SMALL) + "  db-2: {address: 10.0.0.7, roles: [db]}\n")
+    return p
+
+
+def test_the_outlook_offline_uses_the_figures_kept_for_this_cluster(small, tmp_path,
+                                                                      monkeypatch):
+    from sentryfab.procedures import capacity, probe_figures
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert capacity.outlook(small, None).tiers == []
+    probe_figures.record("hosts", "web", 27.8, "bench/real_sentry.py", {"threads": 4},
+                         at="2025-01-31T10:00:00Z")
+    o = capacity.outlook(small, None)
+    assert [(x.component, x.limit) for x in o.tiers] == [("web tier", 8 * 27.8)]
+    assert o.missing == ["worker: no events/s per process: run `fab capacity.probe` on the "
+                         "lab or declare roles.worker.events_per_second_per_process"]
+    assert o.tiers[0].note == ("8 processes x 27.8/s, bench/real_sentry.py 2025-01-31; "
+                               "measured at threads 4, the inventory runs 2")

@@ -10,8 +10,10 @@ from ..inventory import Host, Inventory
 #: Settings every role starts from; `roles:` in the inventory, then a host's `vars:`, win.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
     # The official image of the last Sentry release sentryfab runs (inventory.py refuses 10+).
+    # max_body_mb: the largest request nginx and uWSGI take. Sentry's chunk-upload endpoint
+    # tells sentry-cli it may send 32 MiB per request; the rest is room for multipart framing.
     "web": {"image": "sentry", "tag": "9.1.2", "processes": 8, "threads": 4, "base_port": 9000,
-            "uid": 999},
+            "uid": 999, "max_body_mb": 40},
     # db_outage_seconds: how long a worker retries saving an event while the database is
     # unreachable (a failover) before the event is given up (sentry.conf.py).
     "worker": {"image": "sentry", "tag": "9.1.2", "processes": 4, "concurrency": 4, "uid": 999,

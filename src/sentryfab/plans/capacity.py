@@ -133,8 +133,10 @@ def sentry_hosts(inv: Inventory) -> list[Host]:
     return [h for h in inv.hosts if {"web", "worker", "cron"} & set(h.roles)]
 
 
-def plan(inv: Inventory, facts: dict[str, HostFacts]) -> CapacityReport:
-    """Every capacity line of the cluster as the inventory describes it."""
+def plan(inv: Inventory, facts: dict[str, HostFacts], rate: float | None = None
+         ) -> CapacityReport:
+    """Every capacity line of the cluster as the inventory describes it; `rate` (events/s)
+    replaces the declared events_per_second when given (a measured one)."""
     report = CapacityReport()
     add = report.lines.append
     clients = {h.name: sentry_db_clients(inv, h) for h in sentry_hosts(inv)}
@@ -192,7 +194,7 @@ def plan(inv: Inventory, facts: dict[str, HostFacts]) -> CapacityReport:
     # 4. The backlog: every accepted event waits on the queue Redis (SENTRY_CACHE and the
     # Celery broker) until a worker stores it, and that Redis never evicts: when workers
     # stop or fall behind, it must hold events_per_second x backlog of them.
-    _backlog(inv, add)
+    _backlog(inv, add, rate)
 
     # 5. Memory of the database and of the Sentry hosts.
     for d in dbs:
@@ -219,14 +221,23 @@ def backlog_bytes(events_per_second: float, event_size: float, minutes: float,
     return events_per_second * minutes * 60 * (event_size + task_size)
 
 
-def _backlog(inv: Inventory, add: Callable[[Line], None]) -> None:
+def planned_rate(inv: Inventory) -> float:
+    """The declared events/s the cluster is planned for (`events_per_second` of the queue
+    Redis, where the backlog is sized with it); 0 when the inventory declares none."""
+    queues = inv.with_role("redis-queue")
+    return float(settings(inv, "redis-queue", queues[0] if queues else None)
+                 .get("events_per_second") or 0)
+
+
+def _backlog(inv: Inventory, add: Callable[[Line], None], measured: float | None) -> None:
     """Per redis-queue host: the planned backlog against maxmemory and against the payloads'
-    expiry. Without `events_per_second` there is no rate to plan with: only the expiry line."""
+    expiry. Without a rate (declared `events_per_second`, or `measured`) there is nothing to
+    plan with: only the expiry line."""
     queues = inv.with_role("redis-queue")
     for i, r in enumerate(queues):
         rs = settings(inv, "redis-queue", r)
         minutes = float(rs["backlog_minutes"])
-        rate = float(rs.get("events_per_second") or 0)
+        rate = measured if measured is not None else float(rs.get("events_per_second") or 0)
         if rate:
             # rb spreads payloads over the "queue" hosts; task messages all go to the broker,
             # the first of them.

@@ -10,24 +10,29 @@ from ._common import handled, helps, load_inventory
 
 @task(name="check", default=True, auto_shortflags=False, help=helps(
     "json", "accept-new",
-    offline="use the sizes declared in the inventory (vars ram, nofile, somaxconn) "
-            "instead of reading them from the hosts"))
+    offline="use the figures declared in the inventory (host vars ram, nofile, somaxconn, "
+            "data_disk; db settings bytes_per_event, wal_bytes_per_event) instead of reading "
+            "them from the hosts",
+    window="seconds the db hosts' WAL and stored events are watched for (default 10; 0 "
+           "skips it: declared WAL per event)"))
 @handled
-def check(c, offline=False, json=False, accept_new=False):
-    """Per tier: limit, planned use, headroom, and the first component to run out."""
+def check(c, offline=False, json=False, accept_new=False, window=10.0):
+    """Per tier: limit, planned use, headroom; the disk forecast and the events/s per tier.
+
+    Exit 1 when a limit is over or a db host's disk fills within the retention window."""
     from ..procedures import capacity
     from ..remote import Runner
     from ..ui import capacity as capacity_ui
 
     inv = load_inventory()
     if offline:
-        report = capacity.check(inv, None)
+        result = capacity.outlook(inv, None)
     else:
         with Runner(inv, accept_new=accept_new) as runner:
-            report = capacity.check(inv, runner)
-    capacity_ui.show(report, as_json=json)
-    if report.over:
-        raise Exit(code=1)
+            result = capacity.outlook(inv, runner, float(window))
+    capacity_ui.show_outlook(result, as_json=json)
+    if result.exit_code:
+        raise Exit(code=result.exit_code)
 
 
 @task(name="probe", auto_shortflags=False, help={

@@ -222,4 +222,7 @@ SENTRY_WEB_OPTIONS = {
     # memory report either (Sentry's default turns it on).
     "disable-logging": True,
     "memory-report": False,
+    # Sentry's default is 20 MiB, less than the 32 MiB its own chunk-upload endpoint tells
+    # sentry-cli to send: large source map and debug file uploads failed. nginx allows the same.
+    "limit-post": 41943040,
 }

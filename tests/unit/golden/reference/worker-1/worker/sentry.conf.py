@@ -222,6 +222,9 @@ SENTRY_WEB_OPTIONS = {
     # memory report either (Sentry's default turns it on).
     "disable-logging": True,
     "memory-report": False,
+    # Sentry's default is 20 MiB, less than the 32 MiB its own chunk-upload endpoint tells
+    # sentry-cli to send: large source map and debug file uploads failed. nginx allows the same.
+    "limit-post": 41943040,
 }
 
 # Users reach Sentry over HTTPS (https://sentry.example.net), and TLS ends in front of the
