@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from .containers.cleanup import AT_RE as CLEANUP_AT_RE
 from .errors import InventoryError
 from .roles import REDIS_ROLES, ROLE_NEEDS, ROLES, SENTRY_ROLES
 
@@ -23,7 +24,7 @@ TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds
             "dashboards", "alerts", "sentry")
 #: The `sentry:` section: settings of Sentry itself, the same on all its hosts.
 SENTRY_KEYS = ("url", "admin_email", "single_organization", "sample_data", "mail", "filestore",
-               "retention_days")
+               "retention_days", "cleanup_at")
 FILESTORE_KEYS = ("backend", "path", "shared", "options")
 #: Sentry 9.1.2's filestore backends (sentry.filestore): a local folder, Amazon S3, Google
 #: Cloud Storage.
@@ -444,6 +445,14 @@ class _Validator:
         for flag in ("single_organization", "sample_data"):
             if flag in raw and not isinstance(raw[flag], bool):
                 self.add(f"sentry/{flag}", "must be true or false")
+        days = raw.get("retention_days")
+        if days is not None and not (_is(days, int) and days >= 1):
+            self.add("sentry/retention_days", f"must be a whole number of days (1 or more; "
+                                              f"Sentry's default is 90), got {days!r}")
+        at = raw.get("cleanup_at")
+        if at is not None and not (isinstance(at, str) and CLEANUP_AT_RE.match(at)):
+            self.add("sentry/cleanup_at", f"must be a time of day HH:MM in UTC, quoted "
+                                          f"(\"03:00\"), got {at!r}")
         mail = raw.get("mail")
         if mail is None:
             return

@@ -280,3 +280,48 @@ def test_a_25_mib_upload_through_nginx_is_taken_and_a_larger_one_refused_by_ngin
     status, meta = upload(nginx, token, version, "~/static/huge.js.map",
                           os.urandom(48 * 1024 * 1024))
     assert status == 413, meta
+
+
+# --- retention ----------------------------------------------------------------------------
+
+def test_the_daily_cleanup_deletes_exactly_the_events_older_than_the_retention(inv, tmp_path):
+    """30 events stored; 12 of them backdated past the lab's 90-day retention (their row and
+    their body, as if received 100 days ago); `fab cron.cleanup` runs Sentry's own
+    `cleanup --days 90`: exactly those 12 are gone, the other 18 are all there, and status
+    shows the run."""
+    from sentryfab.failover.discover import cluster_state
+
+    report = send_load(inv, 10, 3, tmp_path)
+    assert report.accepted == 30, report.as_record()
+    v = verify(inv, report.ids_file)
+    assert v.counts.stored == 30
+    ids = [eid for eid, _ in load.read_ids(report.ids_file)]
+    old, kept = ids[:12], ids[12:]
+    listed = ", ".join(f"'{e}'" for e in old)
+    backdate = (
+        f"UPDATE sentry_message SET datetime = now() - interval '100 days' "
+        f"WHERE project_id = 1 AND message_id IN ({listed});\n"
+        f"UPDATE nodestore_node SET timestamp = now() - interval '100 days' "
+        f"WHERE id IN ({', '.join(f'md5({chr(39)}1:{e}{chr(39)})' for e in old)});\n")
+    with Runner(inv) as r:
+        primary = inv.host(cluster_state(r, inv).primary)
+    run_on(inv, primary.name, load.psql_command(load.DB_CONTAINER), stdin=backdate.encode())
+
+    done = fab("cron.cleanup", timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def present(event_ids: list[str]) -> int:
+        listed = ", ".join(f"'{e}'" for e in event_ids)
+        sql = (f"SELECT count(*) FROM sentry_message WHERE project_id = 1 "
+               f"AND message_id IN ({listed});\n")
+        return int(run_on(inv, primary.name, load.psql_command(load.DB_CONTAINER),
+                          stdin=sql.encode()).strip())
+
+    assert (present(old), present(kept)) == (0, 18)
+    shown = fab("status", "--roles=cron", "--json")
+    facts = json.loads(shown.stdout)
+    [cron] = [h for h in facts["hosts"] if h["host"] == "worker-1"]
+    assert cron["metrics"]["cron"]["cleanup_failed_in_a_row"] == 0, cron
+    assert cron["metrics"]["cron"]["cleanup_hours_since_run"] < 1, cron
+    assert any("retention: sentry cleanup --days 90 daily at 03:00 UTC; last ran 0 h ago, ok"
+               in n for n in cron["notes"]), cron["notes"]

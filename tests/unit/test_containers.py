@@ -136,7 +136,7 @@ def test_sentry_containers_mount_the_filestore_and_prepare_it_for_their_user(ref
     from sentryfab.containers.spec import prepare_dirs
 
     host = ref.host("worker-1")
-    [spec] = specs_for(ref, host, "cron")
+    spec = specs_for(ref, host, "cron")[0]
     assert spec.mounts == (("/etc/sentryfab/cron", "/etc/sentryfab/cron", True),
                            ("/srv/sentry-files", "/var/lib/sentry/files", False))
     assert prepare_dirs(ref, host, "worker") == (

@@ -156,10 +156,9 @@ def test_declared_facts_are_an_empty_database_on_data_disk(tmp_path):
 
 
 def test_bad_figures_are_inventory_errors(tmp_path):
-    inv = load(tmp_path, **{"sentry: {filestore: {shared: true}, retention_days: 30}":
-                            "sentry: {filestore: {shared: true}, retention_days: 0}"})
     with pytest.raises(InventoryError, match="sentry/retention_days: must be a whole number"):
-        retention_days(inv)
+        load(tmp_path, **{"sentry: {filestore: {shared: true}, retention_days: 30}":
+                          "sentry: {filestore: {shared: true}, retention_days: 0}"})
     inv = load(tmp_path, **{"wal_keep_size: 2GB": "wal_keep_size: lots"})
     with pytest.raises(InventoryError, match="wal_keep_size: must be a size like 8kb or 2tb, "
                                              "got 'lots'"):

@@ -81,7 +81,8 @@ def test_nginx_and_worker_hosts_gather_them_in_their_one_round(write_inventory):
     [inner] = shlex.split(lb.command)[2:]
     assert ("{ echo '@@ nginx-ingest'; " + ingestion.nginx_command("sentry-nginx-1", 10)
             + """; echo "@@rc $?"; } >"$SFB_D/4" 2>&1 &\n""") in inner
-    assert script.build(i, i.host("worker-1"), SECRETS).facts == (*host, "worker-payloads")
+    assert script.build(i, i.host("worker-1"), SECRETS).facts == (*host, "worker-payloads",
+                                                                   "cron-cleanup")
     assert script.payloads_fact(i, i.host("worker-1")).text() == (
         "echo '@@ worker-payloads'; " + ingestion.worker_command(["sentry-worker-1"], 10)
         + '; echo "@@rc $?"')

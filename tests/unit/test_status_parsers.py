@@ -68,10 +68,11 @@ def test_containers_from_the_engine_api_with_labels_and_restart_counts():
     cs = parsers.containers(lines("worker-1", "docker"))
     assert [(c.name, c.state, c.restarts, c.role, c.version) for c in cs] == [
         ("sentry-cron-1", "running", 0, "cron", "1"),
+        ("sentry-cleanup-1", "running", 0, "cron", "1"),
         ("sentry-worker-2", "running", 0, "worker", "1"),
         ("sentry-worker-1", "running", 0, "worker", "1"),
     ]
-    assert cs[1].id.startswith("f1f7bb93") and not cs[1].oom_killed
+    assert cs[2].id.startswith("f1f7bb93") and not cs[1].oom_killed
 
 
 def test_containers_from_the_docker_cli_format():

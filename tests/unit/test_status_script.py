@@ -101,9 +101,10 @@ def test_a_web_host_runs_its_jobs_in_parallel_and_prints_them_in_order(tiny):
 
 def test_worker_is_its_containers_and_their_logs_cron_its_container(tiny):
     cs = script.build(tiny, tiny.host("worker-1"), SECRETS)
-    # The worker logs' missing payloads: test_status_ingestion.py.
+    # The worker logs' missing payloads: test_status_ingestion.py; the cron's retention
+    # cleanup record: test_cleanup.py.
     assert cs.facts == ("loadavg", "nproc", "meminfo", "file-nr", "df", "docker",
-                        "worker-payloads")
+                        "worker-payloads", "cron-cleanup")
 
 
 def test_the_redis_password_goes_on_stdin_never_in_the_command(tiny):

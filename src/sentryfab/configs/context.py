@@ -91,6 +91,16 @@ def filestore(inv: Inventory) -> dict[str, Any]:
             "options": options}
 
 
+def retention(inv: Inventory) -> dict[str, Any]:
+    """How long events are kept (`sentry: retention_days`, Sentry's default 90) and when the
+    daily cleanup runs (`sentry: cleanup_at`, HH:MM UTC)."""
+    from ..containers.cleanup import DEFAULT_AT, DEFAULT_DAYS
+
+    raw = dict(inv.extra.get("sentry") or {})
+    return {"days": int(raw.get("retention_days") or DEFAULT_DAYS),
+            "at": str(raw.get("cleanup_at") or DEFAULT_AT)}
+
+
 def _domain(url: str) -> str:
     return url.partition("://")[2].partition("/")[0].partition(":")[0]
 

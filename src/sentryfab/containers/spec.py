@@ -8,12 +8,13 @@ overrides it with `command:` (the lab does, to run its Sentry-shaped stand-in).
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..configs.catalog import CONFIG_ROOT
-from ..configs.context import FILESTORE_MOUNT, filestore, settings, web_ports
+from ..configs.context import FILESTORE_MOUNT, filestore, retention, settings, web_ports
 from ..inventory import Host, Inventory
+from . import cleanup
 
 DATA_ROOT = "/var/lib/sentryfab"
 LABEL_PREFIX = "sentryfab"
@@ -136,7 +137,19 @@ def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = No
             # PgBouncer's pooled connections never leave. SIGINT is the fast, clean one.
             stop_signal="SIGINT" if role == "db" else None,
         ))
+    if role == "cron":
+        out.append(_cleanup_spec(inv, out[0]))
     return out
+
+
+def _cleanup_spec(inv: Inventory, cron: ContainerSpec) -> ContainerSpec:
+    """Retention beside the cron container: `sentry cleanup` once a day (cleanup.py)."""
+    keep = retention(inv)
+    script = cleanup.schedule_script(keep["days"], keep["at"], f"{CONFIG_ROOT}/cron")
+    labels = tuple((k, "2" if k.endswith(".index") else v) for k, v in cron.labels)
+    return replace(cron, name=cleanup.CONTAINER, index=2, command=("sh", "-c", script),
+                   labels=labels, user="999",
+                   mounts=cron.mounts + ((cleanup.STATE_DIR, cleanup.STATE_DIR, False),))
 
 
 def prepare_dirs(inv: Inventory, host: Host, role: str) -> str:
@@ -147,7 +160,10 @@ def prepare_dirs(inv: Inventory, host: Host, role: str) -> str:
         uid = int(settings(inv, role, host).get("uid", 0))
         data = f"{DATA_ROOT}/{role}"
         cmd += f" && mkdir -p {shlex.quote(data)} && chown {uid} {shlex.quote(data)}"
-    elif (fs := filestore(inv))["backend"] == "filesystem":
+    if role == "cron":  # the cleanup's record of its runs, written as Sentry's user
+        uid = int(settings(inv, "cron", host).get("uid", 999))
+        cmd += f" && mkdir -p {cleanup.STATE_DIR} && chown {uid} {cleanup.STATE_DIR}"
+    if role in SENTRY_ROLES and (fs := filestore(inv))["backend"] == "filesystem":
         # Sentry writes its files as its own user. On shared storage the folder is usually
         # owned already (and root may not chown on NFS): chown only when it is not.
         uid = int(settings(inv, "web" if role == "migrate" else role, host).get("uid", 999))

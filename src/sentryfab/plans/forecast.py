@@ -43,7 +43,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..configs.context import settings
+from ..configs.context import retention, settings
 from ..errors import InventoryError
 from ..inventory import Host, Inventory
 from .capacity import (
@@ -63,7 +63,6 @@ TB = 1024 ** 4
 #: The tables whose rows come and go with events (see the module's docstring).
 EVENT_TABLES = ("sentry_message", "nodestore_node", "sentry_eventtag", "sentry_eventmapping")
 #: `sentry: retention_days` when the inventory does not say (self-hosted Sentry's default).
-DEFAULT_RETENTION_DAYS = 90
 #: The data directory's filesystem when neither the host nor the inventory says (--offline).
 DEFAULT_DATA_DISK = TB
 #: PostgreSQL's own default: the template does not set max_wal_size.
@@ -211,12 +210,9 @@ class Outlook:
 
 
 def retention_days(inv: Inventory) -> int:
-    """`sentry: retention_days`: what `sentry cleanup --days` keeps (default 90)."""
-    days = (inv.extra.get("sentry") or {}).get("retention_days", DEFAULT_RETENTION_DAYS)
-    if isinstance(days, bool) or not isinstance(days, int) or days < 1:
-        raise _bad(inv, "sentry/retention_days", f"must be a whole number of days, at least "
-                                                 f"1, got {days!r}")
-    return days
+    """`sentry: retention_days`: what `sentry cleanup --days` keeps (default 90; the
+    inventory's validation checked it)."""
+    return int(retention(inv)["days"])
 
 
 def declared_db_facts(inv: Inventory, host: Host) -> DbFacts:

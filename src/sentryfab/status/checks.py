@@ -11,12 +11,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ..configs.context import SENTRY_DB, settings, web_ports
+from ..containers import cleanup
 from ..containers.spec import specs_for
 from ..inventory import Host, Inventory
 from . import ingestion, parsers
 from .model import HostStatus, Problem, Severity, Value
 from .pipeline import PAYLOAD_POLICY, PAYLOAD_TTL_S, holds_payloads
-from .script import DATA_PATHS, FACT_TIMEOUT, INGEST_FACT, PAYLOADS_FACT
+from .script import CLEANUP_FACT, DATA_PATHS, FACT_TIMEOUT, INGEST_FACT, PAYLOADS_FACT
 from .thresholds import Levels, duration, evaluate, fmt, human_bytes, levels, severity_of
 
 #: A sample: what the next round compares with (restart counts, counters, queue length).
@@ -60,6 +61,8 @@ def evaluate_host(inv: Inventory, host: Host, answer: Answer, prev: Sample | Non
             _ingest(st, out, lv)
         elif role == "worker":
             _payloads(st, out, lv)
+        elif role == "cron":
+            _cleanup(st, inv, out, lv, now)
         elif role in ("redis-cache", "redis-queue"):
             _redis(st, inv, role, out, lv, prev, sample, now)
         elif role == "db":
@@ -368,6 +371,41 @@ def _payloads(st: HostStatus, out: parsers.Output, lv: dict[str, Levels]) -> Non
             f"{p.message}: {where}; accepted events lost: their payloads were gone from the "
             "payload Redis when a worker came for them (evicted, or older than "
             f"{duration(PAYLOAD_TTL_S)})")))
+
+
+def _cleanup(st: HostStatus, inv: Inventory, out: parsers.Output, lv: dict[str, Levels],
+             now: float) -> None:
+    """The daily retention cleanup: its schedule, its last run, and runs failed in a row."""
+    from ..configs.context import retention
+
+    sec = out.get(CLEANUP_FACT)
+    if sec is None:
+        return
+    facts = cleanup.parse_facts(sec.lines)
+    keep = retention(inv)
+    st.facts["cleanup"] = facts
+    m = st.metrics.setdefault("cron", {})
+    hours = facts.hours_without_a_run(now)
+    m["cleanup_hours_since_run"] = round(hours, 1) if hours is not None else None
+    m["cleanup_failed_in_a_row"] = facts.failed_in_a_row()
+    last = facts.last
+    how = ("never ran yet" if last is None else
+           f"last ran {fmt((now - last.started) / 3600, 'hours_ago')}, "
+           f"{'ok' if last.ok else f'failed (exit {last.exit_code})'} in "
+           f"{duration(last.ended - last.started)}")
+    st.notes.append(f"retention: sentry cleanup --days {keep['days']} daily at {keep['at']} UTC;"
+                    f" {how}")
+    if facts.scheduled_since is None:
+        st.add(Problem("warning", "the retention cleanup is not scheduled (no record of its "
+                                  "container starting): the database keeps every event",
+                       scope="cron"))
+        return
+    for metric in ("cleanup_hours_since_run", "cleanup_failed_in_a_row"):
+        p = evaluate(metric, m[metric], lv)
+        if p is not None:
+            st.add(replace(p, scope="cron", message=(
+                f"{p.message}: see {cleanup.LAST_LOG} on {st.host.name}, or run "
+                "'fab cron.cleanup'")))
 
 
 # -- Redis -------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..configs.context import SENTRY_DB, web_ports
+from ..containers import cleanup
 from ..folding import fold_names
 from ..inventory import Inventory
 from . import ingestion, parsers
@@ -145,7 +146,8 @@ def _cron(view: ClusterView, statuses: list[HostStatus]) -> None:
     if not any(st.host.has("cron") for st in statuses):
         return
     running = [(st.host.name, c.name) for st in statuses
-               for c in st.facts.get("containers", []) if c.role == "cron" and c.running]
+               for c in st.facts.get("containers", [])
+               if c.role == "cron" and c.running and c.name != cleanup.CONTAINER]
     view.cron_hosts = [h for h, _ in running]
     blind = [st.host.name for st in statuses if st.host.roles and "containers" not in st.facts]
     unseen = f" ({fold_names(blind)} could not be checked)" if blind else ""

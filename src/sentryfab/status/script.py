@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..configs.catalog import CONFIG_ROOT
 from ..configs.context import settings, web_ports
+from ..containers import cleanup
 from ..containers.spec import specs_for
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
@@ -223,6 +224,7 @@ def nginx_facts(inv: Inventory, host: Host) -> list[Fact]:
 #: The facts that reduce a log of the last minute on the host (ingestion.py).
 INGEST_FACT = "nginx-ingest"
 PAYLOADS_FACT = "worker-payloads"
+CLEANUP_FACT = "cron-cleanup"
 
 
 def ingest_fact(inv: Inventory, host: Host) -> Fact:
@@ -322,7 +324,8 @@ def jobs_for(inv: Inventory, host: Host) -> list[list[Fact]]:
             jobs.append([db_fact(first)])
         elif role == "pgbouncer":
             jobs.append([pgbouncer_fact(inv, host, first, var[ROLE_SECRETS[role]])])
-        # cron: its container (the docker fact) is what a host can tell.
+        elif role == "cron":  # besides its containers (the docker fact): the cleanup's runs
+            jobs.append([Fact(CLEANUP_FACT, cleanup.facts_command())])
     return jobs
 
 

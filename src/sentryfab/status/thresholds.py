@@ -33,7 +33,7 @@ class Metric:
     """How a metric is named in messages and which unit its values have."""
 
     label: str
-    unit: str  # pct, bytes, s, duration, ms, count, per_s, rate, ratio
+    unit: str  # pct, bytes, s, duration, hours_ago, ms, count, per_s, rate, ratio
 
 
 METRICS: dict[str, Metric] = {
@@ -49,6 +49,8 @@ METRICS: dict[str, Metric] = {
     "ingest_error_pct": Metric("ingestion errors", "pct"),
     "ingest_missing_endpoint_per_s": Metric("requests to endpoints Sentry 9.1.2 lacks", "rate"),
     "payloads_missing": Metric("payloads found missing in the last minute", "count"),
+    "cleanup_hours_since_run": Metric("retention cleanup last ran", "hours_ago"),
+    "cleanup_failed_in_a_row": Metric("retention cleanup runs failed in a row", "count"),
     "memory_pct": Metric("memory", "pct"),
     "clients_pct": Metric("clients", "pct"),
     "rejected_connections": Metric("connections rejected since last check", "count"),
@@ -89,6 +91,9 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
     },
     # A worker that finds no payload under a task's key has lost an accepted event.
     "worker": {"payloads_missing": (None, 0)},
+    # The daily `sentry cleanup`: a day missed is a warning (the database grows a day's
+    # events); failing two days in a row is critical (it will not catch up by itself).
+    "cron": {"cleanup_hours_since_run": (26, None), "cleanup_failed_in_a_row": (0, 1)},
     # The cache evicts by design (allkeys-lru): full memory is normal there. Evicting at all
     # means it is smaller than what Sentry keeps in it for its TTLs, and loses events if
     # payloads are still stored there (an old sentry.conf.py): worth a look, not a page.
@@ -189,6 +194,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
     if unit == "duration":
         return duration(value)
+    if unit == "hours_ago":
+        return f"{value:.0f} h ago"
     if unit == "ms":
         return f"{value:.0f} ms"
     if unit == "per_s":

@@ -141,8 +141,10 @@ def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS, **kwargs
 # for good (seen on the lab: 17-21 of ~900 events per killed primary; retrying the Celery
 # task cannot help, its payload is deleted by then). So the worker retries the save
 # itself, in place, until the database answers again or 120 s have gone by; an
-# event_id already stored is found by the save and not stored twice.
-def _ride_out_database_outages(sender=None, _seconds=120, **kwargs):
+# event_id already stored is found by the save and not stored twice. Runs after
+# _annotate_event_tasks, which has loaded the task modules.
+def _ride_out_database_outages(sender=None, _seconds=120,
+                               _tasks=tuple(CELERY_ANNOTATIONS), **kwargs):
     import logging
     import time
 
@@ -179,6 +181,31 @@ def _ride_out_database_outages(sender=None, _seconds=120, **kwargs):
                 pause = min(pause * 2, 5.0)
 
     EventManager.save = save_through_outages
+
+    # The steps before the save (looking the project up, deleting a raw event) meet the
+    # outage too; there the payload is still in SENTRY_CACHE, so the task runs again in a
+    # few seconds instead of failing (a failed task is an event nobody comes back for).
+    def retried_on_outage(task, countdown=5):
+        run = task.run
+
+        def run_or_retry(*args, **kw):
+            try:
+                return run(*args, **kw)
+            except Exception as exc:
+                if not outage(exc):
+                    raise
+                log.warning("database unreachable in %s (%s); again in %d s",
+                            task.name, exc, countdown)
+                raise task.retry(args=args, kwargs=kw, exc=exc, countdown=countdown,
+                                 max_retries=max(1, int(_seconds / countdown)))
+
+        type(task).run = staticmethod(run_or_retry)
+
+    found = [sender.app.tasks[name] for name in _tasks if name in sender.app.tasks]
+    for task in found:
+        retried_on_outage(task)
+    log.warning("sentryfab: event saves and %d event tasks ride out database outages of up "
+                "to %d s", len(found), _seconds)
 
 
 try:
