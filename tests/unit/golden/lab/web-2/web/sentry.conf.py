@@ -252,4 +252,8 @@ SENTRY_WEB_OPTIONS = {
     # Sentry's default is 20 MiB, less than the 32 MiB its own chunk-upload endpoint tells
     # sentry-cli to send: large source map and debug file uploads failed. nginx allows the same.
     "limit-post": 41943040,
+    # Sentry hands a download (release files, debug files, attachments) to uWSGI's
+    # wsgi.file_wrapper, which wants a file and gets a generator: every download answered
+    # an empty body (seen on the lab with uWSGI 2.0). Without the wrapper, Sentry streams it.
+    "wsgi-disable-file-wrapper": True,
 }
