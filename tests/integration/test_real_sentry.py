@@ -9,6 +9,7 @@ Redis, Sentry's Celery workers, PgBouncer and PostgreSQL; the real `raven` clien
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -325,3 +326,61 @@ def test_the_daily_cleanup_deletes_exactly_the_events_older_than_the_retention(i
     assert cron["metrics"]["cron"]["cleanup_hours_since_run"] < 1, cron
     assert any("retention: sentry cleanup --days 90 daily at 03:00 UTC; last ran 0 h ago, ok"
                in n for n in cron["notes"]), cron["notes"]
+
+
+# --- ingestion errors in fab status -------------------------------------------------------
+
+def oversized_store_post(inv, key: str, size: int) -> int:
+    """A store request announcing `size` bytes: nginx answers 413 from the headers alone."""
+    import socket
+
+    addr = inv.host("nginx-1").address
+    with socket.create_connection((addr, 80), timeout=30) as s:
+        s.sendall((f"POST /api/1/store/ HTTP/1.1\r\nHost: {addr}\r\n"
+                   f"X-Sentry-Auth: Sentry sentry_version=7, sentry_key={key}, "
+                   f"sentry_client=sentryfab-test/1\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {size}\r\nConnection: close\r\n\r\n").encode())
+        head = s.recv(4096).decode(errors="replace")
+    return int(head.split()[1])
+
+
+def test_status_names_each_ingestion_error_on_its_nginx_host(inv):
+    """Real clients at nginx-1 within one minute: raven 6.10 (stored), sentry-sdk 2.x (its
+    envelopes reach an endpoint Sentry 9.1.2 lacks), bodies over the 40 MiB limit (413).
+    `fab status` names each cause on nginx-1 with the table's severities."""
+    import raven
+    import sentry_sdk
+    from raven.transport.http import HTTPTransport
+
+    key = project_key(inv)
+    dsn = f"http://{key}@{inv.host('nginx-1').address}/1"
+    client = raven.Client(dsn, transport=HTTPTransport, raise_send_errors=True)
+    for i in range(20):
+        client.captureMessage(f"ingestion test {i}")
+    sentry_sdk.init(dsn=dsn, default_integrations=False)
+    try:
+        for i in range(5):
+            sentry_sdk.capture_message(f"envelope test {i}")
+        sentry_sdk.flush(timeout=30)
+    finally:
+        sentry_sdk.get_client().close(timeout=5)
+    assert [oversized_store_post(inv, key, 48 * 1024 * 1024) for _ in range(5)] == [413] * 5
+
+    shown = fab("status", "--roles=nginx", "--json")
+    facts = json.loads(shown.stdout)
+    [lb] = facts["hosts"]
+    m = lb["metrics"]["nginx"]
+    assert m["ingest_too_large_per_s"] > 0 and m["ingest_missing_endpoint_per_s"] > 0, m
+    assert m["ingest_2xx_per_s"] > 0, m
+    msgs = {p["message"]: p["severity"] for p in lb["problems"]}
+    # sentry-sdk sends an envelope per event and may add its own (client reports): >= 5.
+    # Sentry 9.1.2 answers them 403 (its catch-all API route, not CSRF-exempt), not 404.
+    [envelope] = [t for t in msgs if re.match(r"\d+ requests to /api/<id>/envelope/ in the "
+                                             r"last minute, answered 403: ", t)]
+    assert int(envelope.split()[0]) >= 5 and "sentry-sdk" in envelope, envelope
+    assert msgs[envelope] == "warning", msgs
+    # More than 10% of the ingestion requests failed: critical, with both causes named.
+    [errors] = [t for t in msgs if t.startswith("ingestion errors ")]
+    assert msgs[errors] == "critical", msgs
+    assert "too large (413) 5" in errors and "endpoint Sentry 9.1.2 lacks " in errors, errors
+    assert shown.returncode == 2, shown.stdout[-500:]
