@@ -72,6 +72,39 @@ def _shown(path: Path | None, inv: Inventory) -> str | None:
         return "~/" + str(path.relative_to(home)) if path.is_relative_to(home) else str(path)
 
 
+def _running_sentry(inv: Inventory) -> list[str]:
+    """Retention, shared files, mail, limits and the endpoints clients may send to."""
+    from .configs.context import retention, settings, site
+    from .containers import cleanup
+    from .status.ingestion import ENDPOINTS
+
+    keep, s = retention(inv), site(inv)
+    fs, mail = s["filestore"], s["mail"]
+    where = (f"`{fs['path']}` on every Sentry host, mounted at `/var/lib/sentry/files`"
+             + (" (shared storage: one NFS share everywhere)" if fs["shared"]
+                else " (this host's own disk)") if fs["backend"] == "filesystem"
+             else f"{fs['backend']} bucket `{fs['options'].get('bucket_name', '?')}`")
+    lines = [
+        "", "## Running Sentry", "",
+        f"- Retention: `sentry cleanup --days {keep['days']}` daily at {keep['at']} UTC in "
+        f"`{cleanup.CONTAINER}` on the cron host; runs recorded in `{cleanup.RUNS_FILE}`, the "
+        f"last one's output in `{cleanup.LAST_LOG}`; `fab cron.cleanup` runs it now; "
+        "`fab status` warns after a missed day and is critical after two failed runs.",
+        f"- Files (release files, source maps, debug files): {where}.",
+        "- Mail: " + (f"`{mail['host']}:{mail['port']}` from `{mail['from']}`"
+                      + (" (password: secret `mail_password`)" if mail["username"] else "")
+                      if mail["host"] else "not configured (Sentry sends no mail)") + ".",
+        f"- Address users and SDKs use: `{s['url'] or '(sentry: url not set)'}`; largest "
+        f"request (uploads): {settings(inv, 'web')['max_body_mb']} MiB in nginx and uWSGI.",
+        "- Ingestion endpoints clients may use (Sentry 9.1.2): "
+        + ", ".join(f"`{e.shown}`" for e in ENDPOINTS if e.served)
+        + ". Not there (sentry-sdk >= 0.17/2.x envelopes and newer): "
+        + ", ".join(f"`{e.shown}`" for e in ENDPOINTS if not e.served)
+        + "; `fab status` names clients sending to those.",
+    ]
+    return lines
+
+
 def render(inv: Inventory, live: Live, capacity: CapacityReport | None,
            decisions: list[tuple[str, str]], secrets_file: str | None) -> str:
     """The whole runbook as Markdown."""
@@ -139,6 +172,7 @@ def render(inv: Inventory, live: Live, capacity: CapacityReport | None,
             lines.append(f"| {role} | " + ", ".join(f"`{f.name}`" + (" (secret, 0600)"
                                                                    if f.secret else "")
                                                    for f in ROLE_FILES[role]) + " |")
+    lines += _running_sentry(inv)
     lines += ["", "## Secrets", "",
               f"Never in the inventory or git. Read from `{secrets_file or '(not set)'}` "
               "(must be mode 0600) and from environment variables, which win:", "",

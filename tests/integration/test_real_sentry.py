@@ -384,3 +384,23 @@ def test_status_names_each_ingestion_error_on_its_nginx_host(inv):
     assert msgs[errors] == "critical", msgs
     assert "too large (413) 5" in errors and "endpoint Sentry 9.1.2 lacks " in errors, errors
     assert shown.returncode == 2, shown.stdout[-500:]
+
+
+# --- counters and graphs ----------------------------------------------------------------
+
+def test_the_project_stats_count_every_accepted_event(inv, tmp_path):
+    """SENTRY_TSDB is Sentry's Redis TSDB: after a load, Sentry's own project stats API
+    (what its graphs draw) counts exactly the events nginx accepted, in 10 s buckets."""
+    time.sleep(10 - time.time() % 10 + 0.5)  # a fresh 10 s bucket: only this test's events
+    since = int(time.time()) // 10 * 10
+    report = send_load(inv, 10, 4, tmp_path)
+    assert report.accepted == 40 and report.failures == 0, report.as_record()
+    time.sleep(1)
+    token = api_token(inv)
+    nginx = f"http://{inv.host('nginx-1').address}"
+    status, out = api(nginx, token, "GET", f"/api/0/projects/{ORG}/{PROJECT}/stats/"
+                                           f"?stat=received&resolution=10s&since={since}"
+                                           f"&until={int(time.time()) + 10}")
+    assert status == 200, out[:300]
+    points = json.loads(out)
+    assert sum(n for at, n in points if at >= since) == report.accepted, points

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sentryfab import inventory, runbook
-from sentryfab.plans.capacity import plan
+from sentryfab.plans.forecast import outlook
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-secret-9d2f7"
@@ -14,7 +14,10 @@ CANARY = "canary-secret-9d2f7"
 def make(live=None):
     inv = inventory.load(REPO / "hosts.yaml")
     decisions = runbook.read_decisions(REPO / "docs" / "decisions")
-    return inv, runbook.render(inv, live or runbook.Live(), plan(inv, {}), decisions,
+    # What `fab docs --offline` passes: the capacity lines with the disk forecast and the
+    # tiers' throughput (declared figures only).
+    report = outlook(inv, {}, {}, {}).report
+    return inv, runbook.render(inv, live or runbook.Live(), report, decisions,
                                "~/.config/sentryfab/sentry-prod.secrets.yaml")
 
 
@@ -46,3 +49,16 @@ def test_the_committed_runbook_is_up_to_date():
     # when the inventory, templates' settings or decisions change.
     _, text = make()
     assert (REPO / "docs" / "runbook.md").read_text() == text
+
+
+def test_the_runbook_says_how_sentry_is_run_for_the_long_haul():
+    _, text = make()
+    assert ("- Retention: `sentry cleanup --days 90` daily at 03:00 UTC in `sentry-cleanup-1` "
+            "on the cron host;") in text
+    assert ("- Files (release files, source maps, debug files): `/srv/sentry-files` on every "
+            "Sentry host, mounted at `/var/lib/sentry/files` (shared storage: one NFS share "
+            "everywhere).") in text
+    assert "- Mail: `smtp.example.net:25` from `sentry@example.net`." in text
+    assert "`/api/<id>/store/`" in text and "Not there (sentry-sdk" in text
+    assert "| throughput | worker tier | 4,800 | 5,000 | 104% |" in text
+    assert "| disk | db-1 data disk | 1024.0 GiB |" in text

@@ -27,11 +27,13 @@ def docs(c, output=None, offline=False, accept_new=False):
                                        / "decisions")
     # As written in the inventory (not expanded): the runbook must not depend on who ran it.
     secrets_file = str(inv.extra["secrets"]) if inv.extra.get("secrets") else None
+    # The capacity lines with the disk forecast and tier throughput (no WAL sample: window 0).
     if offline:
-        live, report = runbook.Live(), capacity.check(inv, None)
+        live, report = runbook.Live(), capacity.outlook(inv, None, window=0).report
     else:
         with Runner(inv, accept_new=accept_new) as runner:
-            live, report = gather.gather(runner, inv), capacity.check(inv, runner)
+            live = gather.gather(runner, inv)
+            report = capacity.outlook(inv, runner, window=0).report
     text = runbook.render(inv, live, report, decisions, secrets_file)
     target = Path(output) if output else inv.path.parent / "docs" / "runbook.md"
     target.parent.mkdir(parents=True, exist_ok=True)
