@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,14 +35,13 @@ if Path(sys.executable) != VENV_PYTHON and VENV_PYTHON.exists() and __name__ == 
 sys.path.insert(0, str(REPO / "src"))
 from sentryfab import inventory  # noqa: E402
 from sentryfab.failover.discover import cluster_state  # noqa: E402
-from sentryfab.lab import load, sentry_project  # noqa: E402
+from sentryfab.lab import sentry_project  # noqa: E402
 from sentryfab.lab.topology import NETNS_PREFIX  # noqa: E402
+from sentryfab.procedures import tier_probe  # noqa: E402
 from sentryfab.remote import Runner  # noqa: E402
 
 LAB_INVENTORY = REPO / "lab" / "hosts.yaml"
 RESULTS = REPO / "bench" / "results" / "real_sentry.md"
-WORKERS = ("worker-1", "worker-2")
-WORKER_LABEL = "label=sentryfab.role=worker"
 
 
 def lab_rss() -> tuple[int, int]:
@@ -66,38 +64,6 @@ def lab_rss() -> tuple[int, int]:
     return total, count
 
 
-def web_rate(inv: inventory.Inventory, key: str, seconds: float) -> load.LoadReport:
-    """One web process, offered more than it can take by 8 senders."""
-    web = inv.host("web-1")
-    url = f"http://{web.address}:9000/api/{load.PROJECT_ID}/store/"
-    return load.run_load(url, 400, seconds, key=key, concurrency=8, timeout=30,
-                         ids_dir=REPO / "lab" / "bench")
-
-
-def worker_rate(inv: inventory.Inventory, key: str, backlog: int, folder: Path
-                ) -> tuple[float, int, float]:
-    """(events/s, stored, seconds) of one worker process draining `backlog` alone."""
-    with Runner(inv) as r:
-        for host in WORKERS:
-            r.session(inv.host(host)).run(f"docker stop $(docker ps -q --filter {WORKER_LABEL})"
-                                          " >/dev/null 2>&1; true", timeout=120)
-        try:
-            sent = load.run_load(load.default_url(inv), 50, backlog / 50, key=key,
-                                 ids_dir=folder)
-            db = inv.host(cluster_state(r, inv).primary)
-            r.session(inv.host("worker-1")).run("docker start sentry-worker-1 >/dev/null",
-                                                check=True)
-            start = time.monotonic()
-            v = load.verify(r, db, sent.ids_file, wait=1800, poll=1.0)
-            took = time.monotonic() - start
-        finally:
-            for host in WORKERS:
-                r.session(inv.host(host)).run(
-                    f"docker start $(docker ps -aq --filter {WORKER_LABEL}) >/dev/null",
-                    timeout=120)
-    return v.counts.stored / took, v.counts.stored, took
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--web-seconds", type=float, default=20)
@@ -107,12 +73,11 @@ def main() -> int:
     with Runner(inv) as r:
         key = sentry_project.project_key(r, inv.host(cluster_state(r, inv).primary))
     rss, procs = lab_rss()
-    web = web_rate(inv, key, args.web_seconds)
-    # The workers store what the web phase accepted before the worker phase starts: its
-    # backlog must be its own.
+    # The same measurement as `fab capacity.tiers` (which also keeps the figures).
     with Runner(inv) as r:
-        load.verify(r, inv.host(cluster_state(r, inv).primary), web.ids_file, wait=1800)
-    w_rate, stored, took = worker_rate(inv, key, args.backlog, REPO / "lab" / "bench")
+        rates = tier_probe.measure(r, inv, key, args.web_seconds, args.backlog,
+                                   REPO / "lab" / "bench", on_step=print)
+    w_rate, stored, took = rates.worker, rates.worker_stored, rates.worker_seconds
     rss_after, procs_after = lab_rss()
     gib = 1024 ** 3
     lines = [
@@ -125,8 +90,8 @@ def main() -> int:
         "| what | figure |",
         "| --- | --- |",
         f"| one web process (1 uWSGI worker, 4 threads), 8 senders | "
-        f"{web.accepted / web.seconds:.1f} events/s accepted ({web.accepted} of {web.sent}; "
-        f"p50 {web.latency['p50'] * 1000:.0f} ms, p99 {web.latency['p99'] * 1000:.0f} ms) |",
+        f"{rates.web:.1f} events/s accepted ({rates.web_accepted} in "
+        f"{rates.web_seconds:.1f} s; p99 {rates.web_p99 * 1000:.0f} ms) |",
         f"| one worker process (`--concurrency 1`) draining a backlog | {w_rate:.1f} events/s "
         f"({stored} stored in {took:.1f} s) |",
         f"| lab memory, RSS of every process in its namespaces (idle) | "

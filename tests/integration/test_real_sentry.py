@@ -404,3 +404,58 @@ def test_the_project_stats_count_every_accepted_event(inv, tmp_path):
     assert status == 200, out[:300]
     points = json.loads(out)
     assert sum(n for at, n in points if at >= since) == report.accepted, points
+
+
+# --- disk forecast --------------------------------------------------------------------
+
+def test_a_small_data_disk_on_one_db_host_makes_capacity_exit_1_and_name_it(inv):
+    """db-2's data directory gets a 256 MiB filesystem of its own, in db-2's mount namespace
+    (its running PostgreSQL keeps the disk it was started on: Docker's mounts are private):
+    `fab capacity` measures it over SSH, finds it cannot even hold the WAL kept for
+    replicas, exits 1 and names db-2; with the filesystem gone, db-2 is no longer first."""
+    from sentryfab.containers.postgres import DATA_DIR
+
+    before = fab("capacity", "--json", timeout=300)
+    run_on(inv, "db-2", f"mount -t tmpfs -o size=256m sentryfab-small-disk {DATA_DIR}")
+    try:
+        small = fab("capacity", "--json", timeout=300)
+    finally:
+        run_on(inv, "db-2", f"umount {DATA_DIR}")
+    data = json.loads(small.stdout)
+    assert small.returncode == 1, small.stdout[-2000:]
+    disks = {d["host"]: d for d in data["forecast"]["disks"]}
+    # room = what that filesystem has free + what the database and its WAL use now.
+    assert disks["db-2"]["room"] < 2 * 1024 ** 3 < disks["db-1"]["room"], disks
+    assert data["forecast"]["first_disk"]["host"] == "db-2", data["forecast"]
+    assert data["forecast"]["runs_out_within_retention"] is True
+    assert "db-2 data disk" in data["over"], data["over"]
+    after = json.loads(fab("capacity", "--json", timeout=300).stdout)
+    assert "db-2 data disk" not in after["over"] and before.returncode in (0, 1)
+
+
+# --- throughput per tier ------------------------------------------------------------------
+
+def test_capacity_tiers_measures_one_process_of_each_tier_and_capacity_uses_it(inv, tmp_path):
+    """`fab capacity.tiers` on the real Sentry: events/s of one web process and of one worker
+    process, kept; `fab capacity` then plans each tier with them and names the first to run
+    out (the lab's workers: one process stores far fewer events/s than one web process
+    accepts). Every worker container runs again afterwards."""
+    env = {"XDG_STATE_HOME": str(tmp_path)}
+    measured = fab("capacity.tiers", "--web-seconds", "6", "--backlog", "60", "--json",
+                   env=env, timeout=900)
+    assert measured.returncode == 0, measured.stdout[-2000:] + measured.stderr[-2000:]
+    rates = json.loads(measured.stdout)
+    assert rates["web"] > 5 and rates["worker"] > 1 and rates["worker_stored"] == 60, rates
+    kept = json.loads((tmp_path / "sentryfab" / "probe" / "lab.json").read_text())
+    assert kept["tiers"]["worker"]["how"] == "capacity.tiers"
+    assert kept["tiers"]["worker"]["settings"] == {"concurrency": 1}
+    running = run_on(inv, "worker-1", "docker ps -q --filter label=sentryfab.role=worker "
+                                      "| wc -l") + run_on(inv, "worker-2", "docker ps -q "
+                                      "--filter label=sentryfab.role=worker | wc -l")
+    assert running.split() == ["2", "2"]
+    shown = fab("capacity", "--json", "--window", "0", env=env, timeout=300)
+    data = json.loads(shown.stdout)
+    tiers = {x["component"]: x for x in data["lines"] if x["tier"] == "throughput"}
+    assert tiers["worker tier"]["limit"] == pytest.approx(4 * rates["worker"], rel=0.01)
+    assert tiers["web tier"]["limit"] == pytest.approx(4 * rates["web"], rel=0.01)
+    assert data["forecast"]["first_tier"]["tier"] == "worker tier", data["forecast"]

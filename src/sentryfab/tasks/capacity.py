@@ -69,6 +69,40 @@ def probe(c, start=50.0, factor=1.5, step_seconds=10.0, max_rate=5000.0, max_p99
     probe_ui.show(report, png, as_json=json)
 
 
+@task(name="tiers", auto_shortflags=False, help={
+    "web_seconds": "how long one web process is offered 400 events/s (default 20)",
+    "backlog": "events queued for one worker process to drain alone (default 600)",
+    "json": "print machine-readable JSON instead of a table"})
+@handled
+def tiers(c, web_seconds=20.0, backlog=600, json=False):
+    """Events/s one web process and one worker process sustain on the lab; kept for
+    `fab capacity`'s throughput per tier (the workers are stopped meanwhile, then started)."""
+    from dataclasses import asdict
+
+    from ..lab import sentry_project
+    from ..procedures import tier_probe
+    from ..remote import Runner
+    from ..ui.console import out, print_json
+    from .lab import repo_root
+    from .labwork import _lab_inventory, _primary
+
+    inv = _lab_inventory()  # load is only ever sent to the lab
+    with Runner(inv) as runner:
+        key = sentry_project.project_key(runner, _primary(runner, inv))
+        rates = tier_probe.measure(runner, inv, key, float(web_seconds), int(backlog),
+                                   repo_root() / "lab" / "load",
+                                   on_step=lambda msg: out.print(f"[capacity.tiers] {msg}"))
+    if json:
+        print_json(asdict(rates))
+        return
+    out.print(f"one web process: {rates.web:.1f} events/s ({rates.web_accepted} accepted in "
+              f"{rates.web_seconds:.1f} s, p99 {rates.web_p99 * 1000:.0f} ms)")
+    out.print(f"one worker process: {rates.worker:.1f} events/s ({rates.worker_stored} stored "
+              f"in {rates.worker_seconds:.1f} s)")
+    out.print("kept for `fab capacity` (throughput per tier)")
+
+
 ns = Collection("capacity")
 ns.add_task(check, default=True)
 ns.add_task(probe)
+ns.add_task(tiers)
