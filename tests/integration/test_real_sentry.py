@@ -441,7 +441,7 @@ def test_capacity_tiers_measures_one_process_of_each_tier_and_capacity_uses_it(i
     out (the lab's workers: one process stores far fewer events/s than one web process
     accepts). Every worker container runs again afterwards."""
     env = {"XDG_STATE_HOME": str(tmp_path)}
-    measured = fab("capacity.tiers", "--web-seconds", "6", "--backlog", "60", "--json",
+    measured = fab("capacity.tiers", "--web-seconds", "2", "--backlog", "60", "--json",
                    env=env, timeout=900)
     assert measured.returncode == 0, measured.stdout[-2000:] + measured.stderr[-2000:]
     rates = json.loads(measured.stdout)

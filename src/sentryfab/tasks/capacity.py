@@ -70,7 +70,8 @@ def probe(c, start=50.0, factor=1.5, step_seconds=10.0, max_rate=5000.0, max_p99
 
 
 @task(name="tiers", auto_shortflags=False, help={
-    "web_seconds": "how long one web process is offered 400 events/s (default 20)",
+    "web_seconds": "one web process is sent 400 x this many events, 8 at a time (default 20); "
+                   "what it accepts per second is its rate",
     "backlog": "events queued for one worker process to drain alone (default 600)",
     "json": "print machine-readable JSON instead of a table"})
 @handled
@@ -82,7 +83,7 @@ def tiers(c, web_seconds=20.0, backlog=600, json=False):
     from ..lab import sentry_project
     from ..procedures import tier_probe
     from ..remote import Runner
-    from ..ui.console import out, print_json
+    from ..ui.console import err, out, print_json
     from .lab import repo_root
     from .labwork import _lab_inventory, _primary
 
@@ -91,7 +92,7 @@ def tiers(c, web_seconds=20.0, backlog=600, json=False):
         key = sentry_project.project_key(runner, _primary(runner, inv))
         rates = tier_probe.measure(runner, inv, key, float(web_seconds), int(backlog),
                                    repo_root() / "lab" / "load",
-                                   on_step=lambda msg: out.print(f"[capacity.tiers] {msg}"))
+                                   on_step=lambda msg: err.print(f"[capacity.tiers] {msg}"))
     if json:
         print_json(asdict(rates))
         return
