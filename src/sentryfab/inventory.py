@@ -48,6 +48,16 @@ _NEEDS_20 = "Relay, Kafka, Snuba, ClickHouse and Symbolicator"
 #: The Redis the reference pins: 7 made Lua globals read-only, and Sentry 9's digest
 #: scripts write one (Sentry 9's era ran Redis 3.2 to 5; 6.x still allows it).
 LAST_REDIS = "6.2"
+#: Planning figures and limits per role: "size" (16kb, 2tb), "positive", or the least
+#: number allowed.
+FIGURES: dict[str, dict[str, Any]] = {
+    "redis-queue": {"events_per_second": "positive", "backlog_minutes": "positive",
+                    "event_size": "size"},
+    "db": {"data_disk": "size", "bytes_per_event": "size", "wal_bytes_per_event": "size"},
+    "web": {"events_per_second_per_process": "positive", "max_body_mb": 32},
+    "worker": {"events_per_second_per_process": "positive", "db_outage_seconds": 1},
+}
+FIGURE_WHY = {"max_body_mb": " (Sentry's chunk upload tells sentry-cli to send 32 MiB)"}
 SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*([kmgt]b?|b)?$", re.IGNORECASE)
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
@@ -323,8 +333,7 @@ class _Validator:
                 self._tag(rvars, path, sentry_release_problem)
             if role in REDIS_ROLES:
                 self._tag(rvars, path, redis_release_problem)
-            if role == "redis-queue":
-                self._backlog_vars(rvars, path)
+            self._figures((role,), rvars, path)
             out[role] = rvars
         return out
 
@@ -368,8 +377,7 @@ class _Validator:
                 self._tag(hvars, f"{path}/vars", sentry_release_problem)
             if set(roles) & set(REDIS_ROLES):
                 self._tag(hvars, f"{path}/vars", redis_release_problem)
-            if "redis-queue" in roles:
-                self._backlog_vars(hvars, f"{path}/vars")
+            self._figures(roles, hvars, f"{path}/vars")
             key = (address, port)
             if key in seen_addr:
                 self.add(f"{path}/address", f"'{address}' is also the address of "
@@ -420,13 +428,23 @@ class _Validator:
             if problem:
                 self.add(f"{path}/tag", problem)
 
-    def _backlog_vars(self, rvars: dict[str, Any], path: str) -> None:
-        for var in ("events_per_second", "backlog_minutes"):
-            if var in rvars and not (_is(rvars[var], (int, float)) and rvars[var] > 0):
-                self.add(f"{path}/{var}", f"must be a positive number, got {rvars[var]!r}")
-        size = rvars.get("event_size")
-        if size is not None and not (_is(size, int) or SIZE_RE.match(str(size))):
-            self.add(f"{path}/event_size", f"must be a size like 16kb, got {size!r}")
+    def _figures(self, roles: Any, rvars: dict[str, Any], path: str) -> None:
+        """The planning figures and limits of `roles` (FIGURES) in role or host vars."""
+        for role in roles:
+            for var, kind in FIGURES.get(role, {}).items():
+                if var not in rvars:
+                    continue
+                value = rvars[var]
+                number = _is(value, (int, float))
+                if kind == "size":
+                    if not (_is(value, int) or SIZE_RE.match(str(value))):
+                        self.add(f"{path}/{var}", f"must be a size like 16kb, got {value!r}")
+                elif kind == "positive":
+                    if not (number and value > 0):
+                        self.add(f"{path}/{var}", f"must be a positive number, got {value!r}")
+                elif not (number and value >= kind):
+                    self.add(f"{path}/{var}", f"must be at least {kind}, got {value!r}"
+                                              + FIGURE_WHY.get(var, ""))
 
     def _sentry(self, raw: Any) -> None:
         if raw is None:

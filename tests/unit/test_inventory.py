@@ -358,3 +358,18 @@ sentry:
         "one web host would be missing on the others. Mount shared storage (NFS) at "
         "files on every Sentry host and set 'shared: true', or use the s3 or gcs backend",
     ]
+
+
+def test_planning_figures_and_limits_are_checked_in_role_and_host_vars(write_inventory):
+    text = MINIMAL.replace("roles: [db, pgbouncer]}", "roles: [db, pgbouncer], vars: "
+                           "{data_disk: huge}}") + (
+        "roles:\n  web: {max_body_mb: 20, events_per_second_per_process: 0}\n"
+        "  worker: {db_outage_seconds: 0}\n")
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:9: roles/web/events_per_second_per_process: must be a positive number, "
+        "got 0",
+        "hosts.yaml:9: roles/web/max_body_mb: must be at least 32, got 20 (Sentry's chunk "
+        "upload tells sentry-cli to send 32 MiB)",
+        "hosts.yaml:10: roles/worker/db_outage_seconds: must be at least 1, got 0",
+        "hosts.yaml:7: hosts/db-1/vars/data_disk: must be a size like 16kb, got 'huge'",
+    ]
