@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -34,7 +35,13 @@ SSH_KEYS = ("user", "port", "key_file", "known_hosts", "connect_timeout", "comma
             "jump")
 HOST_KEYS = ("address", "port", "user", "roles", "vars")
 # Role vars whose type we know; anything else is passed through to templates as-is.
-ROLE_VAR_TYPES: dict[str, type] = {"image": str, "tag": str, "processes": int}
+ROLE_VAR_TYPES: dict[str, type] = {
+    "image": str, "tag": str, "processes": int, "threads": int, "concurrency": int,
+    "base_port": int, "port": int, "uid": int, "worker_connections": int, "user": str,
+}
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+#: A Docker image reference without its tag: never an option (a leading '-').
+IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/:-]*$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 #: The newest Sentry whose architecture sentryfab runs (web, worker, cron, Redis, PostgreSQL).
 LAST_SENTRY = "9.1.2"
@@ -169,14 +176,18 @@ def load(path: Path | str | None = None) -> Inventory:
     path = Path(path) if path is not None else inventory_path()
     label = path.name
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InventoryError([
             f"{path}: no such inventory file (set ${ENV_VAR} or run from the folder that "
             f"holds {DEFAULT_FILE})"
         ]) from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise InventoryError([f"{label}:{line}: not UTF-8 text (byte 0x{e.object[e.start]:02x} "
+                              f"at offset {e.start})"]) from None
     except OSError as e:
-        raise InventoryError([f"{path}: cannot read: {e.strerror}"]) from None
+        raise InventoryError([f"{path}: cannot read: {e.strerror or e}"]) from None
     return parse(text, path, label)
 
 
@@ -185,6 +196,9 @@ def parse(text: str, path: Path, label: str | None = None) -> Inventory:
     label = label or path.name
     try:
         node, data = _compose_and_load(text)
+    except AliasError as e:
+        raise InventoryError([f"{label}:{e.line}: YAML anchors and aliases (&name, *name, <<) "
+                              "are not allowed in an inventory: write the value out"]) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{label}:{mark.line + 1}" if mark else label
@@ -202,14 +216,40 @@ def parse(text: str, path: Path, label: str | None = None) -> Inventory:
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class AliasError(yaml.YAMLError):
+    """An inventory reuses a node through a YAML alias (refused: see _refuse_aliases)."""
+
+    def __init__(self, line: int):
+        super().__init__()
+        self.line = line
+
+
 def _compose_and_load(text: str) -> tuple[yaml.Node | None, Any]:
     """Parse once: the node tree (for line numbers) and the data built from it."""
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        _refuse_aliases(node)
         return node, (loader.construct_document(node) if node is not None else None)
     finally:
         loader.dispose()
+
+
+def _refuse_aliases(root: yaml.Node | None) -> None:
+    """An alias makes the composed tree a graph: a few hundred bytes of nested aliases
+    expand to billions of paths (seen: 16.8 s and 1.6 GB), and one that refers to itself
+    recurses forever. An inventory has no need for them: a node met twice is refused."""
+    seen: set[int] = set()
+    stack = [root] if root is not None else []
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            raise AliasError(n.start_mark.line + 1)
+        seen.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            stack += [x for pair in n.value for x in pair]
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
 
 
 def _line_map(node: yaml.Node | None) -> dict[str, int | list[tuple[str, int]]]:
@@ -276,6 +316,7 @@ class _Validator:
         cluster = data.get("cluster", path.stem)
         if not isinstance(cluster, str):
             self.add("cluster", "must be a string")
+        self._control_chars(data, "")
         extra = {k: data[k] for k in data if k not in ("cluster", "ssh", "roles", "hosts")}
         if self.problems or ssh is None:
             return None
@@ -321,14 +362,7 @@ class _Validator:
             if not isinstance(rvars, dict):
                 self.add(path, "must be a mapping of vars (image, tag, processes, ...)")
                 continue
-            for var, want in ROLE_VAR_TYPES.items():
-                if var in rvars and not _is(rvars[var], want):
-                    hint = (f" (write {var}: \"{rvars[var]}\" so YAML keeps it a string)"
-                            if want is str else "")
-                    self.add(f"{path}/{var}", f"must be {want.__name__}, got "
-                                              f"{type(rvars[var]).__name__}{hint}")
-            if "processes" in rvars and _is(rvars["processes"], int) and rvars["processes"] < 1:
-                self.add(f"{path}/processes", "must be at least 1")
+            self._var_types(rvars, path)
             if role in SENTRY_ROLES:
                 self._tag(rvars, path, sentry_release_problem)
             if role in REDIS_ROLES:
@@ -348,6 +382,9 @@ class _Validator:
         seen_addr: dict[tuple[str, int | None], str] = {}
         for name, spec in raw.items():
             path = f"hosts/{name}"
+            if not isinstance(name, str):  # `yes:` or `1.10:` as a host name
+                self.add("hosts", f"host name {name!r}: YAML read it as a "
+                                  f"{type(name).__name__}, not text (quote it)")
             name = str(name)
             if not NAME_RE.match(name):
                 self.add(path, "host names may hold letters, digits, '.', '_' and '-' only")
@@ -373,6 +410,7 @@ class _Validator:
             if not isinstance(hvars, dict):
                 self.add(f"{path}/vars", "must be a mapping")
                 hvars = {}
+            self._var_types(hvars, f"{path}/vars")
             if set(roles) & set(SENTRY_ROLES):
                 self._tag(hvars, f"{path}/vars", sentry_release_problem)
             if set(roles) & set(REDIS_ROLES):
@@ -427,6 +465,39 @@ class _Validator:
             problem = problem_of(tag)
             if problem:
                 self.add(f"{path}/tag", problem)
+
+    def _control_chars(self, value: Any, path: str) -> None:
+        """No key or value holds a control character: a newline in a var would add lines to
+        pgbouncer.ini, postgresql.conf or sentry.conf.py that their validators accept."""
+        if isinstance(value, dict):
+            for k, v in value.items():
+                sub = f"{path}/{k}" if path else str(k)
+                if isinstance(k, str) and CONTROL_RE.search(k):
+                    self.add(sub, "a key holds a control character (a line break?)")
+                self._control_chars(v, sub)
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                self._control_chars(v, f"{path}/{i}")
+        elif isinstance(value, str) and CONTROL_RE.search(value):
+            self.add(path, f"holds a control character: {value!r}")
+        elif isinstance(value, float) and not math.isfinite(value):
+            self.add(path, f"must be a finite number, got {value!r}")
+
+    def _var_types(self, rvars: dict[str, Any], path: str) -> None:
+        """Role vars and host vars alike: declared types, image names, counts."""
+        for var, want in ROLE_VAR_TYPES.items():
+            if var in rvars and not _is(rvars[var], want):
+                hint = (f" (write {var}: \"{rvars[var]}\" so YAML keeps it a string)"
+                        if want is str else "")
+                self.add(f"{path}/{var}", f"must be {want.__name__}, got "
+                                          f"{type(rvars[var]).__name__}{hint}")
+        for var in ("processes", "threads", "concurrency"):
+            if var in rvars and _is(rvars[var], int) and rvars[var] < 1:
+                self.add(f"{path}/{var}", "must be at least 1")
+        image = rvars.get("image")
+        if isinstance(image, str) and not IMAGE_RE.match(image):
+            self.add(f"{path}/image", f"must be an image name like sentry or "
+                                      f"registry.example.net/sentry, got {image!r}")
 
     def _figures(self, roles: Any, rvars: dict[str, Any], path: str) -> None:
         """The planning figures and limits of `roles` (FIGURES) in role or host vars."""
@@ -542,12 +613,18 @@ def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
+#: An IPv6 zone (fe80::1%eth0) is an interface name: nothing a shell or a config file could
+#: read as syntax (ipaddress accepts any text after the %).
+ZONE_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+
+
 def _valid_address(address: str) -> bool:
     try:
-        ipaddress.ip_address(address)
-        return True
+        ip = ipaddress.ip_address(address)
     except ValueError:
         return bool(HOSTNAME_RE.match(address))
+    zone = getattr(ip, "scope_id", None)
+    return zone is None or bool(ZONE_RE.match(zone))
 
 
 def _resolve(value: Any, base: Path) -> Path | None:

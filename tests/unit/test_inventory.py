@@ -373,3 +373,71 @@ def test_planning_figures_and_limits_are_checked_in_role_and_host_vars(write_inv
         "hosts.yaml:10: roles/worker/db_outage_seconds: must be at least 1, got 0",
         "hosts.yaml:7: hosts/db-1/vars/data_disk: must be a size like 16kb, got 'huge'",
     ]
+
+
+# --- hardening (issue 13): hostile or broken inventories fail cleanly, located -----------
+
+def test_yaml_aliases_are_refused_fast_even_a_bomb_or_a_loop(write_inventory):
+    import time
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + "hosts: *i\n"
+    t0 = time.monotonic()
+    assert problems(write_inventory, bomb) == [
+        "hosts.yaml:1: YAML anchors and aliases (&name, *name, <<) are not allowed in an "
+        "inventory: write the value out"]
+    assert time.monotonic() - t0 < 1.0
+    loop = "hosts: &h\n  web-1: *h\n"
+    assert problems(write_inventory, loop)[0].endswith("are not allowed in an inventory: "
+                                                       "write the value out")
+
+
+def test_a_file_that_is_not_utf8_is_a_located_error(write_inventory):
+    path = write_inventory(MINIMAL)
+    path.write_bytes(MINIMAL.encode() + b"  web-9: {address: caf\xe9}\n")
+    with pytest.raises(InventoryError) as e:
+        inventory.load(path)
+    assert e.value.problems == ["hosts.yaml:8: not UTF-8 text (byte 0xe9 at offset 343)"]
+
+
+def test_ipv6_zones_with_shell_syntax_are_refused(write_inventory):
+    text = MINIMAL + ("  web-5: {address: \"fe80::1%$(id)\", roles: []}\n"
+                      "  web-6: {address: \"fe80::1%eth0\", roles: []}\n")
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:8: hosts/web-5/address: 'fe80::1%$(id)' is neither an IP address nor a "
+        "valid host name"]
+
+
+def test_control_characters_non_finite_numbers_and_odd_names_are_refused(write_inventory):
+    text = (MINIMAL.replace("cluster: t", 'cluster: "t\\nx"') + (
+        "  true: {address: 10.0.0.8, roles: []}\n"
+        "roles:\n"
+        "  pgbouncer: {pool_mode: \"transaction\\nauth_type = trust\"}\n"
+        "  web: {image: \"-v/:/host\", threads: 0}\n")).replace(
+        "ssh: {user: root, key_file: id_ed25519, known_hosts: kh}",
+        "ssh: {user: root, key_file: id_ed25519, known_hosts: kh, connect_timeout: .nan}")
+    got = problems(write_inventory, text)
+    for wanted in (
+            "hosts.yaml:3: hosts: host name True: YAML read it as a bool, not text (quote it)",
+            "hosts.yaml:10: roles/pgbouncer/pool_mode: holds a control character: "
+            "'transaction\\nauth_type = trust'",
+            "hosts.yaml:11: roles/web/threads: must be at least 1",
+            "hosts.yaml:11: roles/web/image: must be an image name like sentry or "
+            "registry.example.net/sentry, got '-v/:/host'",
+            "hosts.yaml:1: cluster: holds a control character: 't\\nx'",
+            "hosts.yaml:2: ssh/connect_timeout: must be a finite number, got nan"):
+        assert wanted in got, (wanted, got)
+
+
+def test_host_vars_get_the_type_checks_role_vars_get(write_inventory):
+    text = MINIMAL.replace("roles: [web]}", "roles: [web], vars: {tag: 24.10, image: 5, "
+                           "processes: \"2; id\", uid: root}}")
+    assert problems(write_inventory, text) == [
+        "hosts.yaml:4: hosts/web-1/vars/image: must be str, got int (write image: \"5\" so "
+        "YAML keeps it a string)",
+        "hosts.yaml:4: hosts/web-1/vars/tag: must be str, got float (write tag: \"24.1\" so "
+        "YAML keeps it a string)",
+        "hosts.yaml:4: hosts/web-1/vars/processes: must be int, got str",
+        "hosts.yaml:4: hosts/web-1/vars/uid: must be int, got str",
+    ]
