@@ -7,6 +7,7 @@ remembers every value (and everything derived from one, like a password hash) so
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets as _random
 import stat
@@ -82,7 +83,7 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Secrets
     environ = os.environ if environ is None else environ
     values: dict[str, str] = {}
     source = str(path) if path else f"a secrets file (inventory 'secrets:') or {ENV_PREFIX}*"
-    if path is not None and path.exists():
+    if path is not None and (path.exists() or path.is_symlink()):
         values.update(_read_file(path))
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX) and value:
@@ -91,14 +92,35 @@ def load(path: Path | None, environ: Mapping[str, str] | None = None) -> Secrets
 
 
 def _read_file(path: Path) -> dict[str, str]:
-    st = path.stat()
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecretError(
-            f"{path}: mode {stat.S_IMODE(st.st_mode):04o} lets other users read the secrets; "
-            f"run: chmod 600 {path}"
-        )
+    # Opened once, never through a symlink; mode and owner are those of what was opened
+    # (a stat by path, then a second open, could read another file than the one checked).
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    except OSError as e:
+        why = ("is a symlink: name the file itself" if e.errno == errno.ELOOP
+               else e.strerror or str(e))
+        raise SecretError(f"{path}: cannot read the secrets: {why}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise SecretError(f"{path}: not a regular file (a directory?): name the secrets "
+                          "file itself")
+    with os.fdopen(fd, "rb") as f:
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise SecretError(
+                f"{path}: mode {stat.S_IMODE(st.st_mode):04o} lets other users read the "
+                f"secrets; run: chmod 600 {path}")
+        if st.st_uid not in (os.geteuid(), 0):
+            raise SecretError(f"{path}: owned by uid {st.st_uid}, not by you: another user "
+                              "could change the secrets")
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise SecretError(f"{path}:{line}: not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark else ""
@@ -122,12 +144,18 @@ def generate() -> dict[str, str]:
 def write_new(path: Path, values: Mapping[str, str], force: bool = False) -> None:
     """Write a secrets file created 0600 from its first byte; refuse to overwrite unless forced."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    # Never through a symlink, even with --force (it would write the secrets elsewhere).
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if force else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
         raise SecretError(f"{path} exists already; keep it, or pass --force to replace "
                           "every secret (the running cluster would then need a redeploy)") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SecretError(f"{path} is a symlink: refusing to write secrets through it") \
+                from None
+        raise
     os.fchmod(fd, 0o600)  # O_TRUNC keeps an existing file's mode
     with os.fdopen(fd, "w") as f:
         f.write("# sentryfab secrets: keep out of git, mode 0600.\n")
