@@ -83,5 +83,16 @@ def test_mask_blanks_known_values_and_credential_shapes_in_secret_files():
     assert mask(s, "password=hunter2-but-longer", False) == "password=********"
     assert mask(s, f'"sentry" "{derived}"', True) == '"sentry" "********"'
     # An old, rotated value we never knew is still blanked in a secret file by its shape.
-    assert mask(s, "secret-key: 'Zm9vYmFyYmF6cXV4cXV1eHh5eno'", True) == "secret-key: '********'"
+    assert mask(s, "secret-key: 'Zm9vYmFyYmF6cXV4cXV1eHh5eno'", True) == "secret-key: ********"
     assert mask(s, "listen_port = 6432", True) == "listen_port = 6432"
+    # ...and every value of a secret key, whatever its shape (issue 13: `Old#Pass!2023`).
+    old = ('requirepass "Old#Pass!2023"\nmail.password: "Old#Pass!2023"\n'
+           '    "PASSWORD": "Old#Pass!2023",\nBROKER_URL = "redis://:Old#Pass@10.0.0.1:6379/0"\n'
+           "SENTRY_OPTIONS['system.secret-key'] = 'Old#Pass'\nauth_type = scram-sha-256\n"
+           "port 6379\n")
+    assert mask(s, old, True) == (
+        'requirepass ********\nmail.password: ********\n    "PASSWORD": ********,\n'
+        'BROKER_URL = "redis://:********@10.0.0.1:6379/0"\n'
+        "SENTRY_OPTIONS['system.secret-key'] = ********\nauth_type = scram-sha-256\n"
+        "port 6379\n")
+    assert "Old#Pass" in mask(s, old, False)  # only secret files are masked by key

@@ -62,10 +62,30 @@ def changed_files(files: list[Rendered], facts: commands.HostFacts) -> list[Rend
     return [f for f in files if facts.sums.get(f.path) != f.sha256]
 
 
+# ...and every value of a secret key, whatever it looks like (`Old#Pass!2023` is not
+# credential-shaped): `requirepass x`, `mail.password: "x"`, `"PASSWORD": "x"`, a URL's
+# password, PgBouncer's `"user" "secret"` lines.
+_SECRET_VALUE = re.compile(
+    r"""(?im)^(\s*["']?(?![\w.\-]*_(?:type|file|query|user|method|dbname)\b)"""
+    r"""[\w.\-]*(?:pass|secret|auth|token|credential)[\w.\-]*["']?"""
+    r"""\s*(?:[:=]\s*|\s+))(?!\{)\S.*?(\s*,?\s*)$""")
+_SECRET_ITEM = re.compile(
+    r"""(?im)(\[["'][^"']*(?:pass|secret|key|token)[^"']*["']\]\s*=\s*)\S.*$""")
+_URL_PASSWORD = re.compile(r"(://[^:/@\s\"']*:)[^@\s\"']+(@)")
+_USERLIST = re.compile(r'(?m)^(\s*"[^"]*"\s+)"[^"]*"')
+
+
 def mask(secrets: Secrets, text: str, secret_file: bool) -> str:
-    """Blank known secret values everywhere, and credential-shaped tokens in secret files."""
+    """Blank known secret values everywhere; in secret files also every value of a secret
+    key and anything credential-shaped (an old, rotated value we do not know)."""
     text = secrets.mask(text)
-    return _CREDENTIAL.sub(MASK, text) if secret_file else text
+    if not secret_file:
+        return text
+    text = _SECRET_VALUE.sub(lambda m: f"{m.group(1)}{MASK}{m.group(2)}", text)
+    text = _SECRET_ITEM.sub(lambda m: f"{m.group(1)}{MASK}", text)
+    text = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{MASK}{m.group(2)}", text)
+    text = _USERLIST.sub(lambda m: f'{m.group(1)}"{MASK}"', text)
+    return _CREDENTIAL.sub(MASK, text)
 
 
 def _facts(s: HostSession, files: list[Rendered]) -> commands.HostFacts:
