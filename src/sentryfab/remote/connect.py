@@ -93,7 +93,7 @@ def secure(conn: Connection, inv: Inventory, opts: ConnectOptions, known: KnownH
     """Replace Fabric's AutoAddPolicy with known_hosts checking for this one host."""
     known.install(conn.client, known_hosts_name(conn.host, int(conn.port)))
     policy = AcceptNew(record_file(inv), known) if opts.accept_new else \
-        RefuseUnknown(record_file(inv))
+        RefuseUnknown(record_file(inv), known)
     conn.client.set_missing_host_key_policy(policy)
 
 

@@ -6,9 +6,11 @@ the middle's, would be trusted. Every client we build gets one of these policies
 
 from __future__ import annotations
 
+import binascii
+import fnmatch
 import os
 import threading
-from base64 import b64encode
+from base64 import b64decode, b64encode
 from hashlib import sha256
 from pathlib import Path
 
@@ -53,25 +55,72 @@ class KnownHosts:
     def __init__(self, files: list[Path]):
         self.files = files
         self._entries: list[paramiko.hostkeys.HostKeyEntry] = []
+        self._revoked: set[tuple[str, str]] = set()  # (key type, base64) under @revoked
+        self._ca: list[tuple[list[str], str]] = []    # (host patterns, 'file:line')
+        #: Lines skipped, each naming its file and line (printed once by the Runner).
+        self.warnings: list[str] = []
         self._lock = threading.Lock()
         for f in files:
             if f.is_file():
-                for line in f.read_text(errors="replace").splitlines():
-                    if not line.strip() or line.lstrip().startswith("#"):
-                        continue
-                    try:
-                        entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
-                    except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey,
-                            ValueError, TypeError):
-                        entry = None  # a key type this paramiko cannot read: not ours to judge
-                    if entry is not None:
-                        self._entries.append(entry)
+                for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):
+                    self._read_line(line.strip(), f"{f}:{n}")
+
+    def _read_line(self, line: str, where: str) -> None:
+        if not line or line.startswith("#"):
+            return
+        marker = None
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            line = line.strip()
+        fields = line.split()
+        if len(fields) < 3:
+            self.warnings.append(f"{where}: not a known_hosts line: skipped")
+            return
+        if marker == "@cert-authority":
+            # Host certificates are not verified here. A host known only through a CA would
+            # look unknown, and --accept-new would record whatever key it shows: say so, and
+            # refuse to record keys for these names (see covered_by_ca).
+            self._ca.append((fields[0].split(","), where))
+            self.warnings.append(f"{where}: @cert-authority lines are not supported by "
+                                 f"sentryfab: hosts matching {fields[0]} need their own key "
+                                 "line (ssh-keyscan), and --accept-new will not record them")
+            return
+        if marker == "@revoked":
+            self._revoked.add((fields[1], fields[2]))
+            return
+        if marker is not None:
+            self.warnings.append(f"{where}: unknown marker {marker}: skipped")
+            return
+        bad = [h for h in fields[0].split(",") if h.startswith("|") and not _valid_hash(h)]
+        if bad:
+            self.warnings.append(f"{where}: malformed hashed host name: line skipped")
+            return
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(line)
+        except (paramiko.SSHException, paramiko.hostkeys.InvalidHostKey, ValueError,
+                TypeError, binascii.Error):
+            entry = None  # a key type this paramiko cannot read: not ours to judge
+        if entry is not None:
+            self._entries.append(entry)
 
     def keys_for(self, name: str) -> list[paramiko.PKey]:
-        """The keys recorded for a known_hosts name ('addr' or '[addr]:port')."""
+        """The keys recorded for a known_hosts name ('addr' or '[addr]:port'), none revoked."""
         with self._lock:
             entries = list(self._entries)
-        return [e.key for e in entries if any(_matches(name, h) for h in e.hostnames)]
+        return [e.key for e in entries if any(_matches(name, h) for h in e.hostnames)
+                and not self.is_revoked(e.key)]
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        """True if an @revoked line names this key."""
+        return (key.get_name(), key.get_base64()) in self._revoked
+
+    def covered_by_ca(self, name: str) -> str | None:
+        """The 'file:line' of an @cert-authority line whose patterns match `name`."""
+        host = name[1:].split("]:")[0] if name.startswith("[") else name
+        for patterns, where in self._ca:
+            if any(fnmatch.fnmatch(host, p) or fnmatch.fnmatch(name, p) for p in patterns):
+                return where
+        return None
 
     def remember(self, name: str, key: paramiko.PKey) -> None:
         """A key accepted with --accept-new is known for the rest of the invocation."""
@@ -84,6 +133,18 @@ class KnownHosts:
             client.get_host_keys().add(name, key.get_name(), key)
 
 
+def _valid_hash(pattern: str) -> bool:
+    """|1|<base64 salt>|<base64 HMAC-SHA1>, both decodable, the HMAC 20 bytes."""
+    parts = pattern.split("|")
+    if len(parts) != 4 or parts[1] != "1":
+        return False
+    try:
+        b64decode(parts[2], validate=True)
+        return len(b64decode(parts[3], validate=True)) == 20
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _matches(name: str, pattern: str) -> bool:
     if pattern.startswith("|1|"):  # hashed: HMAC-SHA1 of the name with the line's salt
         salt = pattern.split("|")[2]
@@ -91,14 +152,24 @@ def _matches(name: str, pattern: str) -> bool:
     return pattern == name
 
 
+def refuse_revoked(known: KnownHosts | None, hostname: str, key: paramiko.PKey) -> None:
+    """A key under @revoked is never accepted, whatever the policy."""
+    if known is not None and known.is_revoked(key):
+        raise HostKeyError(f"REVOKED host key for {hostname} ({key.get_name()} "
+                           f"{fingerprint(key)}): a known_hosts @revoked line names it; "
+                           "refusing to connect")
+
+
 class RefuseUnknown(paramiko.MissingHostKeyPolicy):
     """StrictHostKeyChecking=yes: an unknown host key stops the connection, with the way out."""
 
-    def __init__(self, record_to: Path):
+    def __init__(self, record_to: Path, known: KnownHosts | None = None):
         self.record_to = record_to
+        self.known = known
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
+        refuse_revoked(self.known, hostname, key)
         raise HostKeyError(
             f"unknown host key for {hostname} ({key.get_name()} {fingerprint(key)}): "
             f"check it out of band, then re-run with --accept-new to record it in "
@@ -117,6 +188,13 @@ class AcceptNew(paramiko.MissingHostKeyPolicy):
 
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str,
                          key: paramiko.PKey) -> None:
+        refuse_revoked(self.known, hostname, key)
+        ca = self.known.covered_by_ca(hostname) if self.known is not None else None
+        if ca:
+            raise HostKeyError(f"{hostname} is known through an @cert-authority line ({ca}), "
+                               "which sentryfab cannot verify: refusing to record the key it "
+                               f"shows ({key.get_name()} {fingerprint(key)}); add its own key "
+                               "line instead")
         if self.known is not None:
             self.known.remember(hostname, key)
         line = f"{hostname} {key.get_name()} {key.get_base64()}\n"

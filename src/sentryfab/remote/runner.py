@@ -6,6 +6,7 @@ entries in its GroupResult; this keeps a fixed pool and returns results in input
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,8 @@ class Runner:
         self._config = connect.fabric_config(inv)
         # Read once per invocation, shared by every connection (see hostkeys.KnownHosts).
         self._known = KnownHosts(known_hosts_files(inv.ssh.known_hosts))
+        for warning in self._known.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         self._sessions: dict[str, HostSession] = {}
         self._lock = threading.Lock()
         self._gateway: Connection | None = None
