@@ -21,8 +21,8 @@ from .roles import REDIS_ROLES, ROLE_NEEDS, ROLES, SENTRY_ROLES
 ENV_VAR = "SENTRYFAB_INVENTORY"
 DEFAULT_FILE = "hosts.yaml"
 
-TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds", "owners",
-            "dashboards", "alerts", "sentry")
+TOP_KEYS = ("cluster", "ssh", "roles", "hosts", "secrets", "statsd", "thresholds", "lock_host",
+            "owners", "dashboards", "alerts", "sentry")
 #: The `sentry:` section: settings of Sentry itself, the same on all its hosts.
 SENTRY_KEYS = ("url", "admin_email", "single_organization", "sample_data", "mail", "filestore",
                "retention_days", "cleanup_at")
@@ -317,6 +317,10 @@ class _Validator:
         if not isinstance(cluster, str):
             self.add("cluster", "must be a string")
         self._control_chars(data, "")
+        lock = data.get("lock_host")
+        if lock is not None and str(lock) not in {h.name for h in hosts}:
+            self.add("lock_host", f"no host named {lock!r} (the deploy lock's host must be "
+                                  "one of hosts:)")
         extra = {k: data[k] for k in data if k not in ("cluster", "ssh", "roles", "hosts")}
         if self.problems or ssh is None:
             return None

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets as _random
+import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -25,18 +27,40 @@ class LockHeld(SentryfabError):
 
 @dataclass(frozen=True)
 class LockInfo:
-    """Who holds the lock and why."""
+    """Who holds the lock and why, and which process on which machine (for staleness)."""
 
     who: str
     since: str
     action: str
     message: str
     token: str
+    machine: str = ""
+    pid: int = 0
 
     def describe(self) -> str:
         """'alice (Alice <a@x>) since 2026-11-27T03:00:00Z: deploy.web "hotfix"'."""
         msg = f' "{self.message}"' if self.message else ""
         return f"{self.who} since {self.since}: {self.action}{msg}"
+
+    def stale(self, here: str | None = None, alive: Callable[[int], bool] | None = None
+              ) -> str | None:
+        """Why the holder is gone, when that can be told from this machine; else None."""
+        here = here if here is not None else socket.gethostname()
+        alive = alive or _pid_alive
+        if self.machine and self.machine == here and self.pid and not alive(self.pid):
+            return (f"its process {self.pid} on {self.machine} is gone: the deploy died "
+                    "without releasing it; `fab lock.release` frees it")
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def lock_host(inv: Inventory) -> Host:
@@ -48,18 +72,20 @@ def lock_host(inv: Inventory) -> Host:
 
 
 def acquire_command(info: LockInfo) -> str:
-    """mkdir is atomic: exactly one of two racing deploys creates the folder."""
+    """The lock folder appears with its info already in it: it is written in a folder of
+    its own, then renamed into place. A rename onto a folder that exists (and is never
+    empty) fails, so exactly one of two racing deploys gets it, and a racer never sees a
+    lock without its holder (the old mkdir-then-write said "held by None")."""
     body = json.dumps(info.__dict__)
     return (f"mkdir -p {join(['/var/lib/sentryfab'])} && "
-            f"if mkdir {join([LOCK_DIR])} 2>/dev/null; then "
-            f"printf '%s\\n' {join([body])} > {join([LOCK_DIR + '/info'])}; "
-            f"else cat {join([LOCK_DIR + '/info'])} 2>/dev/null; exit {HELD}; fi")
+            f"d=$(mktemp -d {join([LOCK_DIR + '.new.XXXXXX'])}) && "
+            f"printf '%s\\n' {join([body])} > \"$d/info\" && chmod 755 \"$d\" && "
+            f"if mv -T \"$d\" {join([LOCK_DIR])} 2>/dev/null; then exit 0; fi; "
+            f"rm -rf \"$d\"; cat {join([LOCK_DIR + '/info'])} 2>/dev/null; exit {HELD}")
 
 
-def release_command(token: str | None) -> str:
-    """Remove the lock if it is ours (token given) or whoever's (None: lock.release)."""
-    if token is None:
-        return f"rm -rf {join([LOCK_DIR])}"
+def release_command(token: str) -> str:
+    """Remove the lock only if `token`'s holder still has it (never a newer holder's)."""
     return (f"if grep -qF {join([token])} {join([LOCK_DIR + '/info'])} 2>/dev/null; "
             f"then rm -rf {join([LOCK_DIR])}; fi")
 
@@ -73,7 +99,10 @@ def parse_info(text: str) -> LockInfo | None:
     """LockInfo from the info file's JSON (None if empty or unreadable)."""
     try:
         data = json.loads(text.strip() or "null")
-        return LockInfo(**data) if data else None
+        if data:  # fields a newer sentryfab added are ignored, missing ones defaulted
+            known = LockInfo.__dataclass_fields__
+            return LockInfo(**{k: v for k, v in data.items() if k in known})
+        return None
     except (ValueError, TypeError):
         return LockInfo("unknown", "unknown", "unknown", "unreadable lock info", "") \
             if text.strip() else None
@@ -85,11 +114,12 @@ def status(runner: Runner, inv: Inventory) -> LockInfo | None:
     return parse_info(out.stdout)
 
 
-def release(runner: Runner, inv: Inventory) -> LockInfo | None:
-    """Force the lock free (after a crash); returns who held it."""
-    held = status(runner, inv)
-    runner.session(lock_host(inv)).run(release_command(None), check=True)
-    return held
+def release(runner: Runner, inv: Inventory, held: LockInfo) -> bool:
+    """Force free the lock `held` names (after a crash): only that holder's, not one that
+    took it since it was shown and confirmed. True if it was released."""
+    out = runner.session(lock_host(inv)).run(
+        release_command(held.token) + f"; [ ! -e {join([LOCK_DIR])} ]")
+    return out.exit_code == 0
 
 
 @contextmanager
@@ -97,7 +127,7 @@ def deploy_lock(runner: Runner, inv: Inventory, action: str, message: str = "",
                 wait: float = 0) -> Iterator[LockInfo]:
     """Hold the lock for the block; released on success, failure and Ctrl-C alike."""
     me = LockInfo(identity(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), action,
-                  message, _random.token_hex(8))
+                  message, _random.token_hex(8), socket.gethostname(), os.getpid())
     session = runner.session(lock_host(inv))
     deadline = time.monotonic() + wait
     while True:
@@ -109,9 +139,11 @@ def deploy_lock(runner: Runner, inv: Inventory, action: str, message: str = "",
             raise SentryfabError(f"cannot take the deploy lock on {session.host.name}: "
                                  f"{out.stderr.strip() or out.error}")
         if time.monotonic() >= deadline:
+            gone = holder.stale()
             raise LockHeld(f"another deploy is running: {holder.describe()} (lock on "
-                           f"{session.host.name}:{LOCK_DIR}; wait with --wait S, or if it is "
-                           f"stale: fab lock.release)")
+                           f"{session.host.name}:{LOCK_DIR}; " + (
+                               f"stale: {gone})" if gone else
+                               "wait with --wait S, or if it is stale: fab lock.release)"))
         time.sleep(2)
     try:
         yield me

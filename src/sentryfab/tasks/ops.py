@@ -36,9 +36,16 @@ def lock_release(c, yes=False):
         if held is None:
             ops_ui.say("the deploy lock is free")
             return
+        gone = held.stale()
+        if gone:
+            ops_ui.say(f"the holder looks stale: {gone}")
         if not yes and not ops_ui.confirm(f"release the lock held by {held.describe()}?"):
             raise Exit(code=1)
-        lock.release(runner, inv)
+        if not lock.release(runner, inv, held):
+            now = lock.status(runner, inv)
+            ops_ui.say(f"not released: the lock is now held by "
+                       f"{now.describe() if now else '(nobody)'}, not the holder confirmed")
+            raise Exit(code=1)
         ops_ui.say(f"released the lock held by {held.describe()}")
 
 

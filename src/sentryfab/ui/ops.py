@@ -32,6 +32,9 @@ def show_lock(info: LockInfo | None, host: str, as_json: bool = False) -> None:
                     **({k: v for k, v in info.__dict__.items() if k != "token"} if info else {})})
         return
     say(f"deploy lock on {host}: " + (f"held by {info.describe()}" if info else "free"))
+    gone = info.stale() if info else None
+    if gone:
+        say(f"stale: {gone}")
 
 
 def show_audit(results: list[HostResult], as_json: bool = False) -> None:

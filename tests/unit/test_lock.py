@@ -1,0 +1,69 @@
+"""The deploy lock's commands, run here in a temporary folder: one winner, no holder-less
+lock, release only by the holder's token; staleness; lock_host in the inventory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from sentryfab import inventory
+from sentryfab.errors import InventoryError
+from sentryfab.procedures import lock
+
+
+def info(token: str) -> lock.LockInfo:
+    return lock.LockInfo("alice", "2026-12-05T09:00:00Z", "deploy.web", "", token, "ops-1", 4242)
+
+
+def here(cmd: str, root) -> subprocess.CompletedProcess:
+    return subprocess.run(["sh", "-c", cmd.replace("/var/lib/sentryfab", str(root))],
+                          capture_output=True, text=True)
+
+
+def test_racing_deploys_one_wins_and_the_others_see_who(tmp_path):
+    for round_ in range(10):
+        root = tmp_path / str(round_)
+        with ThreadPoolExecutor(8) as pool:
+            outs = list(pool.map(lambda i, r=root: here(lock.acquire_command(info(f"t{i}")), r),
+                                 range(8)))
+        winners = [o for o in outs if o.returncode == 0]
+        losers = [o for o in outs if o.returncode == lock.HELD]
+        assert len(winners) == 1 and len(losers) == 7, [o.stderr for o in outs]
+        held = json.loads((root / "deploy.lock" / "info").read_text())
+        for o in losers:  # never "held by None": the info is there before the lock is
+            assert lock.parse_info(o.stdout) == lock.LockInfo(**held)
+        assert [p.name for p in root.iterdir()] == ["deploy.lock"]  # no temp folder left
+
+
+def test_release_only_frees_the_holder_it_names(tmp_path):
+    assert here(lock.acquire_command(info("first")), tmp_path).returncode == 0
+    assert here(lock.release_command("other"), tmp_path).returncode == 0
+    assert (tmp_path / "deploy.lock").exists()  # a newer holder's lock is kept
+    here(lock.release_command("first"), tmp_path)
+    assert not (tmp_path / "deploy.lock").exists()
+
+
+def test_a_holder_whose_process_is_gone_here_is_stale():
+    held = info("x")
+    assert held.stale(here="ops-1", alive=lambda pid: False) == (
+        "its process 4242 on ops-1 is gone: the deploy died without releasing it; "
+        "`fab lock.release` frees it")
+    assert held.stale(here="ops-1", alive=lambda pid: True) is None
+    assert held.stale(here="laptop", alive=lambda pid: False) is None  # cannot tell from here
+    old = lock.parse_info('{"who": "a", "since": "s", "action": "d", "message": "", '
+                          '"token": "t", "future_field": 1}')
+    assert old == lock.LockInfo("a", "s", "d", "", "t") and old.stale() is None
+
+
+def test_lock_host_is_an_inventory_key_naming_a_host(write_inventory):
+    base = ("sentry: {filestore: {shared: true}}\nhosts:\n"
+            "  a: {address: 10.0.0.1, roles: []}\n  b: {address: 10.0.0.2, roles: []}\n")
+    inv = inventory.load(write_inventory(base + "lock_host: b\n"))
+    assert lock.lock_host(inv).name == "b"
+    with pytest.raises(InventoryError) as e:
+        inventory.load(write_inventory(base + "lock_host: c\n"))
+    assert e.value.problems == ["hosts.yaml:5: lock_host: no host named 'c' (the deploy "
+                                "lock's host must be one of hosts:)"]
