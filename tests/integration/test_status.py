@@ -298,7 +298,7 @@ def test_pgbouncer_pointed_at_the_replica(copy, inv):
 @contextmanager
 def second_cron(inv: inventory.Inventory, where: str) -> Iterator[None]:
     """A copy of the cron container, labelled like it, running on a host without the role."""
-    [spec] = specs_for(inv, inv.with_role("cron")[0], "cron")
+    spec = specs_for(inv, inv.with_role("cron")[0], "cron")[0]  # the cron, not its cleanup
     # That host's worker config is the same Sentry config: mounted where cron reads it.
     spec = replace(spec, mounts=(("/etc/sentryfab/worker", "/etc/sentryfab/cron", True),),
                    restart="no")

@@ -3,6 +3,8 @@ executed: undo on failure, timings, audit (with fake steps: no hosts)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,21 +31,86 @@ def test_fast_stop_is_sigint_then_wait_never_dockers_smart_stop():
         'elif [ "$st" = restarting ]; then docker stop --time 5 sentry-db-1 >/dev/null; fi')
 
 
-def test_fence_writes_the_marker_atomically_and_standby_signal():
+def test_fence_writes_the_marker_as_root_in_root_s_folder_and_the_signal_as_postgres():
     assert pg.fence('{"who": "a b"}') == (
-        "mkdir -p /var/lib/sentryfab/db && printf '%s\\n' '{\"who\": \"a b\"}' > "
-        "/var/lib/sentryfab/db/FENCED.tmp && mv -f /var/lib/sentryfab/db/FENCED.tmp "
-        "/var/lib/sentryfab/db/FENCED && if [ -e /var/lib/sentryfab/db/data/PG_VERSION ]; then "
-        "touch /var/lib/sentryfab/db/data/standby.signal && "
-        "chown --reference=/var/lib/sentryfab/db/data "
-        "/var/lib/sentryfab/db/data/standby.signal; fi && sync")
+        "mkdir -p /var/lib/sentryfab/db-state && chown 0:0 /var/lib/sentryfab/db-state && "
+        "chmod 755 /var/lib/sentryfab/db-state && "
+        "t=$(mktemp /var/lib/sentryfab/db-state/FENCED.XXXXXX) && "
+        "printf '%s\\n' '{\"who\": \"a b\"}' > \"$t\" && chmod 644 \"$t\" && "
+        "mv -f \"$t\" /var/lib/sentryfab/db-state/FENCED && "
+        "if [ -e /var/lib/sentryfab/db/data/PG_VERSION ]; then "
+        "setpriv --reuid=\"$(stat -c %u /var/lib/sentryfab/db/data)\" "
+        "--regid=\"$(stat -c %g /var/lib/sentryfab/db/data)\" --clear-groups -- sh -c "
+        "'rm -f /var/lib/sentryfab/db/data/standby.signal && "
+        "touch /var/lib/sentryfab/db/data/standby.signal'; fi && sync")
 
 
 def test_deploy_refuses_a_fenced_host():
     assert pg.not_fenced("db-1") == (
-        "if [ -e /var/lib/sentryfab/db/FENCED ]; then printf '%s is fenced (%s): it must not "
+        "why=$(for m in /var/lib/sentryfab/db-state/FENCED /var/lib/sentryfab/db/FENCED; do "
+        "if [ -f \"$m\" ] && [ ! -L \"$m\" ]; then head -c 2000 \"$m\"; break; fi; done); "
+        "if [ -n \"$why\" ]; then printf '%s is fenced (%s): it must not "
         "start as a primary; '\"'\"'fab db.rejoin %s'\"'\"' makes it a replica of the current "
-        "primary\\n' db-1 \"$(cat /var/lib/sentryfab/db/FENCED)\" db-1 >&2; exit 3; fi")
+        "primary\\n' db-1 \"$why\" db-1 >&2; exit 3; fi")
+
+
+@pytest.fixture
+def request_cleanup():
+    done: list = []
+    yield done
+    for undo in done:
+        undo()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plants files owned by another uid: needs root")
+def test_links_planted_by_the_postgres_uid_move_nothing_outside(tmp_path, request_cleanup):
+    """What the review reproduced, run here for real: the postgres uid (101) plants links
+    where root used to write and chown. Fencing, checking the fence and reading the facts
+    leave the root-owned targets exactly as they were."""
+    # The postgres uid must reach the folder, as it does /var/lib/sentryfab (pytest's own
+    # temporary folders are root's, 0700).
+    import shutil
+    import tempfile
+
+    top = Path(tempfile.mkdtemp(prefix="sentryfab-fence-", dir="/tmp"))
+    top.chmod(0o755)
+    request_cleanup.append(lambda: shutil.rmtree(top, ignore_errors=True))
+    root = top / "var-lib-sentryfab"
+    data = root / "db" / "data"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("16\n")
+    for d in (root / "db", data):
+        os.chown(d, 101, 101)
+        d.chmod(0o700)
+    victims = {}
+    for name in ("victim-marker", "victim-signal", "victim-old"):
+        v = tmp_path / name
+        v.write_text("root's own\n")
+        v.chmod(0o600)
+        victims[name] = v
+    (root / "db" / "FENCED").symlink_to(victims["victim-old"])          # old marker place
+    (root / "db" / "FENCED.tmp").symlink_to(victims["victim-marker"])  # the old temp name
+    (data / "standby.signal").symlink_to(victims["victim-signal"])
+    os.lchown(data / "standby.signal", 101, 101)
+
+    def run(cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", "-c", cmd.replace("/var/lib/sentryfab", str(root))],
+                              capture_output=True, text=True)
+
+    assert run(pg.fence('{"who": "ops"}')).returncode == 0
+    assert (root / "db-state" / "FENCED").read_text() == '{"who": "ops"}\n'
+    signal = data / "standby.signal"
+    assert not signal.is_symlink() and signal.stat().st_uid == 101
+    refused = run(pg.not_fenced("db-1"))
+    assert refused.returncode == 3 and '(\x7b"who": "ops"})'.replace("\x7b", "{") in \
+        refused.stderr
+    for v in victims.values():  # nothing outside changed: content, owner, mode
+        st = v.stat()
+        assert (v.read_text(), st.st_uid, st.st_mode & 0o777) == ("root's own\n", 0, 0o600)
+    # A marker that is a link is not read either (it would print any file root can read).
+    (root / "db-state" / "FENCED").unlink()
+    (root / "db-state" / "FENCED").symlink_to(victims["victim-marker"])
+    assert "root's own" not in run(pg.read_marker(pg.FENCE_FILE)).stdout
 
 
 def test_admin_console_commands_are_arguments_and_the_password_is_stdin():

@@ -10,11 +10,18 @@ from ..shell import join
 from .spec import DATA_ROOT
 
 DATA_DIR = f"{DATA_ROOT}/db/data"
+#: Markers root writes live in a folder only root may write to: the db folder belongs to
+#: the container's postgres uid, and anything running as that uid could plant a symlink
+#: there for root to write or chown through (seen: a root-owned file became 101:101).
+STATE_DIR = f"{DATA_ROOT}/db-state"
 #: A fenced host must not run as a primary: who fenced it, when, for which new primary.
 #: Outside the data directory, so pg_rewind and pg_basebackup leave it alone.
-FENCE_FILE = f"{DATA_ROOT}/db/FENCED"
+FENCE_FILE = f"{STATE_DIR}/FENCED"
+#: Where sentryfab before 0.x kept it (inside the postgres-owned folder): still honoured
+#: when it is a plain file, never followed as a link.
+OLD_FENCE_FILE = f"{DATA_ROOT}/db/FENCED"
 #: On the primary: synchronous replication was turned off on purpose (by whom, why).
-DEGRADED_FILE = f"{DATA_ROOT}/db/DEGRADED"
+DEGRADED_FILE = f"{STATE_DIR}/DEGRADED"
 #: Where a rejoin that must re-clone keeps the old data directory (never deleted for you).
 ASIDE_DIR = f"{DATA_DIR}.before-rejoin"
 PG_PATH = "for d in /usr/lib/postgresql/*/bin; do PATH=$PATH:$d; done; "
@@ -153,31 +160,52 @@ def wal_end(image: str, start_lsn: str, segment_file: str) -> str:
 
 
 def _write_marker(path: str, record: str) -> str:
-    return (f"mkdir -p {join([DATA_ROOT + '/db'])} && "
-            f"printf '%s\\n' {join([record])} > {join([path + '.tmp'])} && "
-            f"mv -f {join([path + '.tmp', path])}")
+    """Written by root in root's own folder (STATE_DIR, made root-owned 0755 each time),
+    to a fresh temporary name, then renamed: no link is ever followed."""
+    state = join([STATE_DIR])
+    return (f"mkdir -p {state} && chown 0:0 {state} && chmod 755 {state} && "
+            f"t=$(mktemp {join([path + '.XXXXXX'])}) && "
+            f"printf '%s\\n' {join([record])} > \"$t\" && chmod 644 \"$t\" && "
+            f"mv -f \"$t\" {join([path])}")
+
+
+def as_data_owner(command: str) -> str:
+    """`command` run with the uid and gid that own the data directory (the container's
+    postgres), not root: a link planted in the folder leads only where that uid may write."""
+    d = join([DATA_DIR])
+    return (f"setpriv --reuid=\"$(stat -c %u {d})\" --regid=\"$(stat -c %g {d})\" "
+            f"--clear-groups -- {command}")
 
 
 def fence(record: str) -> str:
     """Mark the host fenced, and put standby.signal in its data directory: started by
-    anyone (docker start, a reboot, a deploy), it comes up read-only, never as a primary."""
-    signal = f"{DATA_DIR}/standby.signal"
+    anyone (docker start, a reboot, a deploy), it comes up read-only, never as a primary.
+    The signal is created as the data directory's owner (root never writes or chowns in
+    a folder that uid controls)."""
+    signal = join([f"{DATA_DIR}/standby.signal"])
+    create = join(["sh", "-c", f"rm -f {signal} && touch {signal}"])
     return (f"{_write_marker(FENCE_FILE, record)} && "
-            f"if [ -e {join([DATA_DIR + '/PG_VERSION'])} ]; then touch {join([signal])} && "
-            f"chown --reference={join([DATA_DIR])} {join([signal])}; fi && sync")
+            f"if [ -e {join([DATA_DIR + '/PG_VERSION'])} ]; then {as_data_owner(create)}; fi "
+            "&& sync")
+
+
+def read_marker(*paths: str) -> str:
+    """Print the first of these markers that is a plain file (a link is never followed)."""
+    return (f"for m in {' '.join(join([m]) for m in paths)}; do "
+            "if [ -f \"$m\" ] && [ ! -L \"$m\" ]; then head -c 2000 \"$m\"; break; fi; done")
 
 
 def unfence() -> str:
     """Lift the fence (the host is a replica again)."""
-    return f"rm -f {join([FENCE_FILE])}"
+    return f"rm -f {join([FENCE_FILE])} {join([OLD_FENCE_FILE])}"
 
 
 def not_fenced(host: str) -> str:
     """Exit 3, saying why, if the host is fenced: the deploy path refuses to start it."""
     fmt = ("%s is fenced (%s): it must not start as a primary; 'fab db.rejoin %s' makes it "
            "a replica of the current primary\\n")
-    return (f"if [ -e {join([FENCE_FILE])} ]; then printf {join([fmt])} {join([host])} "
-            f"\"$(cat {join([FENCE_FILE])})\" {join([host])} >&2; exit 3; fi")
+    return (f"why=$({read_marker(FENCE_FILE, OLD_FENCE_FILE)}); if [ -n \"$why\" ]; then "
+            f"printf {join([fmt])} {join([host])} \"$why\" {join([host])} >&2; exit 3; fi")
 
 
 def mark_degraded(record: str) -> str:

@@ -7,7 +7,14 @@ are formatted from parsed, typed values (an int, a slot name of [a-z0-9_]).
 
 from __future__ import annotations
 
-from ..containers.postgres import DATA_DIR, DEGRADED_FILE, FENCE_FILE, controldata
+from ..containers.postgres import (
+    DATA_DIR,
+    DEGRADED_FILE,
+    FENCE_FILE,
+    OLD_FENCE_FILE,
+    controldata,
+    read_marker,
+)
 from ..shell import join
 from .model import lsn_text
 
@@ -80,8 +87,8 @@ def db_probe(container: str, image: str) -> str:
         f"echo {join([MARK + 'container'])}; echo \"$st\"; "
         f"echo {join([MARK + 'files'])}; "
         f"for f in {files}; do [ -e \"$f\" ] && echo \"${{f##*/}}\"; done; "
-        f"echo {join([MARK + 'fenced'])}; cat {join([FENCE_FILE])} 2>/dev/null; "
-        f"echo {join([MARK + 'degraded'])}; cat {join([DEGRADED_FILE])} 2>/dev/null; "
+        f"echo {join([MARK + 'fenced'])}; {read_marker(FENCE_FILE, OLD_FENCE_FILE)}; "
+        f"echo {join([MARK + 'degraded'])}; {read_marker(DEGRADED_FILE)}; "
         f"echo {join([MARK + 'sql'])}; "
         f"if [ \"$st\" = running ]; then {psql(container, *PROBE_SQL)} 2>&1; fi; "
         f"echo {join([MARK + 'control'])}; "
