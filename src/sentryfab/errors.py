@@ -55,3 +55,16 @@ class Interrupted(SentryfabError):
     def __init__(self, results: list):
         self.results = results
         super().__init__("interrupted: no new host was started, open connections were closed")
+
+
+class ChangeInterrupted(SentryfabError):
+    """Ctrl-C during a guarded change: the step it was at, what was put back, the state each
+    touched host is left in (host -> containers), and the fan-out's results if any."""
+
+    exit_code = 130
+
+    def __init__(self, action: str, step: str, undone: list[str], left: dict[str, str],
+                 results: list):
+        self.action, self.step, self.undone, self.left, self.results = \
+            action, step, undone, left, results
+        super().__init__(f"{action} interrupted (Ctrl-C) during {step}")

@@ -185,7 +185,8 @@ def render(inv: Inventory, live: Live, capacity: CapacityReport | None,
         lines += [f"## {title}", ""]
         value = inv.extra.get(key)
         if isinstance(value, dict):
-            lines += [f"- {k}: {v}" for k, v in sorted(value.items())]
+            # By name as written: `1: ops` beside `db: dba` would not compare.
+            lines += [f"- {k}: {v}" for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))]
         elif isinstance(value, list):
             lines += [f"- {v}" for v in value]
         else:

@@ -16,9 +16,13 @@ def script(command: str) -> str:
     return join(["sh", "-c", command])
 
 
+#: Root through sudo, never prompting (a prompt would hang a fan-out); become.wrap uses it too.
+SUDO = ("sudo", "-n", "-H", "--", "sh", "-c")
+
+
 def sudo(command: str) -> str:
-    """Run a shell text as root through sudo, never prompting (a prompt would hang a fan-out)."""
-    return join(["sudo", "-n", "-H", "--", "sh", "-c", command])
+    """Run a shell text as root through sudo (`fab run --sudo`, and `become: sudo` hosts)."""
+    return join([*SUDO, command])
 
 
 def pipeline(*commands: str) -> str:

@@ -27,7 +27,7 @@ DATABASES = {
         "USER": {{ sentry.user | pystr }},
         "PASSWORD": {{ secret('db_password') | pystr }},
         "HOST": {{ pgbouncer.address | pystr }},
-        "PORT": "{{ pgbouncer.port }}",
+        "PORT": {{ pgbouncer.port | int_ | string | pystr }},
         # Keep the client connection to PgBouncer between requests: it costs the database
         # nothing (PgBouncer holds it, not PostgreSQL) and saves a TCP + SCRAM handshake
         # (4096 PBKDF2 rounds on our side) per request.
@@ -107,7 +107,7 @@ SENTRY_TSDB = "sentry.tsdb.redis.RedisTSDB"
 # redis-queue host ({{ topology.redis_queue[0].name }}). The password is percent-encoded in the URL.
 {% set q = topology.redis_queue[0] %}
 {% set q_host = '[' ~ q.address ~ ']' if ':' in q.address else q.address %}
-BROKER_URL = {{ ('redis://:' ~ (secret('redis_password') | urlquote) ~ '@' ~ q_host ~ ':' ~ q.port ~ '/0') | pystr }}
+BROKER_URL = {{ ('redis://:' ~ (secret('redis_password') | urlquote) ~ '@' ~ q_host ~ ':' ~ (q.port | int_) ~ '/0') | pystr }}
 
 # Celery acknowledges a task when a worker starts it. A worker killed in the middle (OOM
 # killer, SIGKILL, a host that dies) then loses the event it was working on: seen on the lab,
@@ -142,10 +142,10 @@ def _annotate_event_tasks(sender=None, _annotations=CELERY_ANNOTATIONS, **kwargs
 # `finally`, whether the save worked or not: an event whose save met the outage is gone
 # for good (seen on the lab: 17-21 of ~900 events per killed primary; retrying the Celery
 # task cannot help, its payload is deleted by then). So the worker retries the save
-# itself, in place, until the database answers again or {{ sentry.worker.db_outage_seconds }} s have gone by; an
+# itself, in place, until the database answers again or {{ sentry.worker.db_outage_seconds | int_ }} s have gone by; an
 # event_id already stored is found by the save and not stored twice. Runs after
 # _annotate_event_tasks, which has loaded the task modules.
-def _ride_out_database_outages(sender=None, _seconds={{ sentry.worker.db_outage_seconds | int }},
+def _ride_out_database_outages(sender=None, _seconds={{ sentry.worker.db_outage_seconds | int_ }},
                                _tasks=tuple(CELERY_ANNOTATIONS), **kwargs):
     import logging
     import time
@@ -222,25 +222,25 @@ if _worker_init is not None:
 # seconds (the Redis transport checks every 10 s). Celery's default, an hour, would keep a
 # dead worker's event from being stored for an hour; it must stay longer than an event task
 # runs plus the time a prefetched task waits in a busy worker.
-BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": {{ sentry.worker.visibility_timeout | int }}}
+BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": {{ sentry.worker.visibility_timeout | int_ }}}
 
 ##############
 # Web server #
 ##############
 
-# A web host runs {{ sentry.web.processes }} `sentry run web` processes, one per port from {{ sentry.web.base_port }} up,
+# A web host runs {{ sentry.web.processes | int_ }} `sentry run web` processes, one per port from {{ sentry.web.base_port | int_ }} up,
 # each container passing its own `--bind ADDRESS:PORT`. nginx lists every process as its own
 # upstream server, so one that dies is skipped by nginx's health checks instead of taking its
 # whole host out. Hence one uWSGI worker per process; concurrency comes from its threads.
 SENTRY_WEB_HOST = {{ host.address | pystr }}
-SENTRY_WEB_PORT = {{ sentry.web.base_port }}
+SENTRY_WEB_PORT = {{ sentry.web.base_port | int_ }}
 SENTRY_WEB_OPTIONS = {
     # Plain HTTP from nginx. uWSGI's worker threads block on an idle keep-alive connection,
     # so each request gets its own connection (cheap on the LAN) rather than letting nginx's
     # idle pool pin every thread of a process.
     "protocol": "http",
     "workers": 1,
-    "threads": {{ sentry.web.threads }},
+    "threads": {{ sentry.web.threads | int_ }},
     # TCP keepalive on accepted sockets: a vanished nginx does not hold a thread forever.
     "so-keepalive": True,
     # Recycle a worker now and then so a slow memory leak never becomes an OOM kill at peak.
@@ -253,7 +253,7 @@ SENTRY_WEB_OPTIONS = {
     "memory-report": False,
     # Sentry's default is 20 MiB, less than the 32 MiB its own chunk-upload endpoint tells
     # sentry-cli to send: large source map and debug file uploads failed. nginx allows the same.
-    "limit-post": {{ (sentry.web.max_body_mb | int) * 1024 * 1024 }},
+    "limit-post": {{ (sentry.web.max_body_mb | int_) * 1024 * 1024 }},
     # Sentry hands a download (release files, debug files, attachments) to uWSGI's
     # wsgi.file_wrapper, which wants a file and gets a generator: every download answered
     # an empty body (seen on the lab with uWSGI 2.0). Without the wrapper, Sentry streams it.
@@ -282,6 +282,6 @@ SOCIAL_AUTH_REDIRECT_IS_HTTPS = True
 SENTRY_METRICS_BACKEND = "sentry.metrics.statsd.StatsdMetricsBackend"
 SENTRY_METRICS_OPTIONS = {
     "host": {{ statsd.host | pystr }},
-    "port": {{ statsd.port }},
+    "port": {{ statsd.port | int_ }},
 }
 {% endif %}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import pytest
 from sentryfab import inventory
 from sentryfab import secrets as secrets_mod
 from sentryfab.lab import load
+from sentryfab.procedures import lock
 from sentryfab.remote import Runner
 from sentryfab.shell import join
 
@@ -61,6 +63,15 @@ def dbops(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "SENTRYFAB_INVENTORY": str(LAB_INVENTORY)}
     return subprocess.run([sys.executable, "-c", PROGRAM, *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_switchover(stdout: int) -> subprocess.Popen:
+    """`fab db.switchover --to db-2 --yes` in the background, its progress on a pipe."""
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(LAB_INVENTORY)}
+    argv = ([str(Path(sys.executable).parent / "fab")] if _wired()
+            else [sys.executable, "-c", PROGRAM]) + ["db.switchover", "--to", "db-2", "--yes"]
+    return subprocess.Popen(argv, cwd=REPO, env=env, stdout=stdout, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
@@ -293,11 +304,7 @@ def test_a_switchover_killed_while_clients_wait_is_finished_by_a_rerun(cluster):
     loader, box = load_in_background(inv, RATE, 30, IDS_DIR)
     probe = WriteProbe(inv, 40).start()
     time.sleep(6)
-    env = {**os.environ, "SENTRYFAB_INVENTORY": str(LAB_INVENTORY)}
-    argv = ([str(Path(sys.executable).parent / "fab")] if _wired()
-            else [sys.executable, "-c", PROGRAM]) + ["db.switchover", "--to", "db-2", "--yes"]
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = start_switchover(subprocess.DEVNULL)
     assert proc.stderr is not None
     for line in proc.stderr:  # its progress: cut it once the old primary is stopped
         if "[stop] " in line or line.startswith("[5/"):
@@ -328,6 +335,41 @@ def test_a_switchover_killed_while_clients_wait_is_finished_by_a_rerun(cluster):
     assert report.failures == 0 and probe.failures == 0 and v.ok
 
 
+
+
+# Ctrl-C at steps of a switchover: before clients wait, while they wait with the old primary
+# stopped, right after the promotion, and once they are resumed.
+SWITCHOVER_STOPS = ("pause", "stop", "promote", "resume")
+
+
+@pytest.mark.parametrize("action", SWITCHOVER_STOPS)
+def test_ctrl_c_at_a_switchover_step_resumes_clients_frees_the_lock_and_a_rerun_finishes(
+        cluster, action):
+    inv = cluster
+    plan = json.loads(dbops("db.switchover", "--to", "db-2", "--dry-run", "--json").stdout)
+    index = 1 + [s["action"] for s in plan["plan"]].index(action)
+    proc = start_switchover(subprocess.PIPE)
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith(f"[{index}/"):
+            break
+    proc.send_signal(signal.SIGINT)
+    out, rest = proc.communicate(timeout=120)
+    text = "".join(seen) + rest
+    assert proc.returncode == 130, text
+    assert f"interrupted: db.switchover stopped during step {index}/" in text, text
+    t = topology()
+    assert not any(b["paused"] for b in t["pgbouncers"]), (t, text)  # clients never left waiting
+    with Runner(inv) as r:
+        assert lock.status(r, inv) is None, text
+    # The state it left is one a re-run continues from (or the switchover already counted).
+    if t["primary"] != "db-1" or any(b["points_to"] != t["primary"] for b in t["pgbouncers"]):
+        run_json("db.switchover", "--to", "db-2")
+    t = topology()
+    assert t["primary"] == "db-2" or is_baseline(t), t
+    # `cluster` puts the baseline back with the tools under test.
 
 
 # Found on the real Sentry: the workers now ride out the outage (sentry.conf.py), which took

@@ -16,7 +16,9 @@ def test_candidate_sits_beside_the_live_file():
 def test_checksums_command_and_parser():
     assert commands.checksums([P, "/etc/sentryfab/db/pg_hba.conf"]) == (
         "sha256sum -- /etc/sentryfab/nginx/nginx.conf /etc/sentryfab/db/pg_hba.conf "
-        "2>/dev/null; echo --sentryfab-pending--; "
+        "2>/dev/null; for f in /etc/sentryfab/nginx/nginx.conf /etc/sentryfab/db/pg_hba.conf; "
+        "do [ -e \"$f\" ] && [ ! -r \"$f\" ] && echo \"$f: Permission denied\" >&2; done; "
+        "echo --sentryfab-pending--; "
         "for f in /var/lib/sentryfab/pending/*; do [ -f \"$f\" ] && echo \"${f##*/}\"; done; true"
     )
     out = (f"{'a' * 64}  {P}\n{'b' * 64}  /etc/sentryfab/db/pg_hba.conf\n"

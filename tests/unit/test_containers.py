@@ -9,6 +9,7 @@ import pytest
 from sentryfab import inventory
 from sentryfab.containers import docker
 from sentryfab.containers.spec import specs_for
+from sentryfab.errors import SentryfabError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -146,3 +147,15 @@ def test_sentry_containers_mount_the_filestore_and_prepare_it_for_their_user(ref
     # Redis and the others have no files of Sentry's.
     assert [m[1] for m in specs_for(ref, ref.host("redis-cache-1"), "redis-cache")[0].mounts] \
         == ["/etc/sentryfab/redis-cache", "/var/lib/sentryfab/redis-cache"]
+
+
+def test_standby_settings_quote_a_nasty_replication_password_for_libpq_then_the_file():
+    from sentryfab.containers import postgres
+
+    assert postgres.standby_lines("10.0.0.1", 5432, "db-2", "pa'ss\\ w") == (
+        "primary_conninfo = 'host=10.0.0.1 port=5432 user=replicator application_name=db-2 "
+        "password=''pa\\\\''ss\\\\\\\\ w'''\n"
+        "primary_slot_name = 'db_2'\n")
+    assert postgres.replica_stdin("h", 1, "db-2", "pw").startswith(b"pw\nprimary_conninfo = ")
+    with pytest.raises(SentryfabError, match="line break"):
+        postgres.replica_stdin("h", 1, "db-2", "a\nb")

@@ -419,7 +419,8 @@ def test_control_characters_non_finite_numbers_and_odd_names_are_refused(write_i
         "ssh: {user: root, key_file: id_ed25519, known_hosts: kh, connect_timeout: .nan}")
     got = problems(write_inventory, text)
     for wanted in (
-            "hosts.yaml:3: hosts: host name True: YAML read it as a bool, not text (quote it)",
+            "hosts.yaml:8: hosts: host name true: YAML read it as a bool (True), not text "
+            "(quote it: \"true\")",
             "hosts.yaml:10: roles/pgbouncer/pool_mode: holds a control character: "
             "'transaction\\nauth_type = trust'",
             "hosts.yaml:11: roles/web/threads: must be at least 1",
@@ -436,7 +437,7 @@ def test_host_vars_get_the_type_checks_role_vars_get(write_inventory):
     assert problems(write_inventory, text) == [
         "hosts.yaml:4: hosts/web-1/vars/image: must be str, got int (write image: \"5\" so "
         "YAML keeps it a string)",
-        "hosts.yaml:4: hosts/web-1/vars/tag: must be str, got float (write tag: \"24.1\" so "
+        "hosts.yaml:4: hosts/web-1/vars/tag: must be str, got float (write tag: \"24.10\" so "
         "YAML keeps it a string)",
         "hosts.yaml:4: hosts/web-1/vars/processes: must be int, got str",
         "hosts.yaml:4: hosts/web-1/vars/uid: must be int, got str",

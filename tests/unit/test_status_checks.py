@@ -431,3 +431,47 @@ def test_heartbeats_short_of_running_workers():
     assert [p.message for p in view.problems] == [
         "3 worker heartbeats in the queue Redis for 4 running worker processes: some workers "
         "are stuck or cannot reach Redis"]
+
+
+# -- a drain nobody is running -------------------------------------------------------------------
+
+def _drained_nginx(lock: str | None) -> str:
+    """nginx-1's captured answer with web-1's ports marked down, the config changed at a
+    known time and, when `lock` is not None, the lock host's answer (empty = free)."""
+    out = text("nginx-1").replace("10.231.0.11:9000 up web-1", "10.231.0.11:9000 down web-1")
+    out = out.replace("10.231.0.11:9001 up web-1", "10.231.0.11:9001 down web-1")
+    extra = "@@ nginx-changed\n1796000000\n@@rc 0\n"
+    if lock is not None:
+        extra += f"@@ deploy-lock\n{lock}\n@@rc 0\n" if lock else "@@ deploy-lock\n@@rc 0\n"
+    return out.replace("@@ end ", extra + "@@ end ")
+
+
+def _nginx_findings(lock: str | None) -> tuple[list[tuple[str, str]], list[str]]:
+    i = inv()
+    st = check(i, "nginx-1", _drained_nginx(lock))
+    cluster.analyse(i, [st])
+    return messages(st), st.notes
+
+
+def test_a_drain_with_the_lock_free_is_a_warning_naming_since_when():
+    problems, _ = _nginx_findings("")
+    assert problems == [("warning", "2 upstream(s) out of nginx's rotation since "
+                                    "2026-11-30 00:53:20Z with no deploy running: "
+                                    "10.231.0.11:9000, 10.231.0.11:9001 (an interrupted deploy? "
+                                    "`fab deploy.web` or `fab config.push --roles=nginx` puts "
+                                    "them back)")]
+
+
+def test_a_drain_while_a_deploy_holds_the_lock_is_a_note_naming_the_holder():
+    holder = ('{"who": "alice", "since": "2026-11-29T08:53:00Z", "action": "deploy", '
+              '"message": "", "token": "t"}')
+    problems, notes = _nginx_findings(holder)
+    assert problems == []
+    assert notes == ["drained for a deploy (alice since 2026-11-29T08:53:00Z: deploy): "
+                     "10.231.0.11:9000, 10.231.0.11:9001"]
+
+
+def test_a_drain_when_the_lock_was_not_read_is_only_a_note():
+    problems, notes = _nginx_findings(None)
+    assert problems == [] and notes == ["drained for a deploy: 10.231.0.11:9000, "
+                                        "10.231.0.11:9001"]

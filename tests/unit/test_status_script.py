@@ -42,7 +42,8 @@ HOST_FACTS = (
     'done; df -Pk $m; echo "@@rc $?"'
 )
 DOCKER = (
-    r"""echo '@@ docker'; if [ -z "$DOCKER_HOST" ] && [ -S /var/run/docker.sock ]; then """
+    r"""echo '@@ docker'; if [ -z "$DOCKER_HOST" ] && [ -S /var/run/docker.sock ] """
+    r"""&& [ -w /var/run/docker.sock ]; then """
     r"""ids=$(timeout 10 curl -sS --unix-socket /var/run/docker.sock -f """
     r"""'http://docker/containers/json?all=1&filters=%7B%22label%22%3A%5B%22sentryfab.role"""
     r"""%22%5D%7D' | grep -o '"Id":"[0-9a-f]*') && set -- && for i in $ids; do i=${i#*:}; """
@@ -212,7 +213,9 @@ def test_db_fact_uses_the_local_socket_and_no_secret(tiny):
 
 
 def test_nginx_facts(tiny):
-    status, upstreams = script.nginx_facts(tiny, tiny.host("lb-1"))
+    status, upstreams, changed = script.nginx_facts(tiny, tiny.host("lb-1"))
+    assert changed.text() == ("echo '@@ nginx-changed'; stat -c %Y "
+                              '/etc/sentryfab/nginx/nginx.conf; echo "@@rc $?"')
     assert status.text() == ("echo '@@ nginx-status'; curl -sS --max-time 3 "
                              'http://10.0.0.10:80/nginx_status; echo "@@rc $?"')
     assert upstreams.text() == (

@@ -36,9 +36,13 @@ def history_dir(path: str) -> str:
 
 
 def checksums(paths: list[str]) -> str:
-    """sha256 of the live files (missing ones print nothing), then the pending markers."""
+    """sha256 of the live files (missing ones print nothing), then the pending markers. A
+    file there but unreadable (a login without root's rights) is said on stderr: it must not
+    pass for a missing one."""
     return (
         f"{join(['sha256sum', '--', *paths])} 2>/dev/null; "
+        f"for f in {join(paths)}; do [ -e \"$f\" ] && [ ! -r \"$f\" ] && "
+        "echo \"$f: Permission denied\" >&2; done; "
         f"echo {_PENDING_SEP}; "
         f"for f in {join([PENDING_DIR])}/*; do [ -f \"$f\" ] && echo \"${{f##*/}}\"; done; true"
     )

@@ -181,12 +181,16 @@ def pgbouncer_for(inv: Inventory, host: Host) -> dict[str, Any] | None:
 
 
 def statsd(inv: Inventory) -> dict[str, Any] | None:
-    """The statsd target from the inventory ('host:port'), if any."""
+    """The statsd target from the inventory ('host:port', '[v6]:port' or 'host'), if any."""
     raw = inv.extra.get("statsd")
     if not raw:
         return None
-    host, _, port = str(raw).rpartition(":")
-    return {"host": host or str(raw), "port": int(port) if port.isdigit() else 8125}
+    text = str(raw).strip()
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():  # 'host' alone
+        host, port = text, ""
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    return {"host": host, "port": int(port) if port else 8125}
 
 
 def build(inv: Inventory, host: Host, role: str, state: ClusterState,

@@ -5,19 +5,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import jinja2
 
 from ..errors import RenderError
 from ..inventory import Host, Inventory
 from ..secrets import SecretError, Secrets
-from . import context
+from . import context, escape, vartypes
 from .catalog import ROLE_FILES, ConfigFile, remote_path
 from .context import ClusterState
+from .escape import Refused, Secret, py_literal, yaml_literal
+
+__all__ = ["Rendered", "environment", "render_all", "py_literal", "yaml_literal", "md5_auth",
+           "scram_sha256", "RenderError"]
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 
@@ -40,15 +42,19 @@ class Rendered:
 
 
 def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
-    """Jinja2 set up for config files: undefined is an error, output kept byte for byte."""
-    return jinja2.Environment(
+    """Jinja2 set up for config files: undefined is an error, output kept byte for byte,
+    escaping filters per file syntax (escape.FILTERS), and escape.guard on every `{{ }}`."""
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
+        finalize=escape.guard,
     )
+    env.filters.update(escape.FILTERS)
+    return env
 
 
 def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: ClusterState,
@@ -57,8 +63,13 @@ def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: Clust
     """Render every file of every role (or of `roles`) of every host; RenderError lists all."""
     env = environment(templates)
     _add_secret_helpers(env, secrets)
+    # Every var these files read of its declared type, no control character: before any
+    # template runs.
+    rendered = [(h, r) for h in hosts for r in h.roles if roles is None or r in roles]
+    problems: list[str] = vartypes.problems(inv, rendered)
+    if problems:
+        raise RenderError(problems)
     out: dict[str, list[Rendered]] = {}
-    problems: list[str] = []
     for host in hosts:
         files: list[Rendered] = []
         for role in host.roles:
@@ -70,6 +81,11 @@ def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: Clust
                     text = env.get_template(f.template).render(ctx)
                 except SecretError as e:
                     problems.append(f"{host.name}: {f.template}: {e}")
+                    continue
+                except Refused as e:
+                    line = _template_line(e, f.template)
+                    problems.append(f"{host.name}: templates/{f.template}:{line}: "
+                                    f"{secrets.mask(str(e))}")
                     continue
                 except jinja2.UndefinedError as e:
                     line = _template_line(e, f.template)
@@ -103,53 +119,32 @@ def _template_line(e: Exception, template: str) -> str:
 
 
 def _add_secret_helpers(env: jinja2.Environment, secrets: Secrets) -> None:
-    env.globals["secret"] = secrets.get
+    env.globals["secret"] = lambda name: Secret(secrets.get(name), name)
     env.filters["scram_sha256"] = lambda pw, user: secrets.register(scram_sha256(pw, user))
     env.filters["md5_auth"] = lambda pw, user: secrets.register(md5_auth(pw, user))
 
     # A secret written in an escaped form (a quote, a backslash, an '&' in a password) is no
     # longer the secret verbatim: the escaped form is registered too, so mask() finds it.
     def escaped(fn):
-        def filt(value: object) -> str:
+        def filt(value: object, *args: object) -> str:
+            out = fn(value, *args)
             text = str(value)
-            out = fn(text)
-            inner = out[out.index('"') + 1:-1] if out.endswith('"') else out
-            if inner != text:
+            inner = _inner(out)
+            if inner != text and (isinstance(value, Secret) or secrets.mask(text) != text):
                 secrets.register(inner)
             return out
         return filt
 
-    env.filters["pystr"] = escaped(py_literal)
-    env.filters["yamlstr"] = escaped(yaml_literal)
-    env.filters["urlquote"] = escaped(lambda text: quote(text, safe=""))
+    for name in escape.ESCAPING:
+        env.filters[name] = escaped(escape.FILTERS[name])
 
 
-def py_literal(text: str) -> str:
-    """A Python string literal that is the same text to Python 2.7 (Sentry 9's) and to 3.
-
-    json.dumps (Jinja's tojson) is not: Python 2 reads "\\u0026" in a plain literal as six
-    characters. ASCII goes in a plain literal with \\xNN escapes (the same on both); anything
-    else in a u"" literal, whose \\u escapes both read alike.
-    """
-    out: list[str] = []
-    wide = False
-    for ch in text:
-        o = ord(ch)
-        if ch in '\\"':
-            out.append("\\" + ch)
-        elif 0x20 <= o < 0x7F:
-            out.append(ch)
-        elif o < 0x80:
-            out.append(f"\\x{o:02x}")
-        else:
-            wide = True
-            out.append(f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}")
-    return ("u" if wide else "") + '"' + "".join(out) + '"'
-
-
-def yaml_literal(text: str) -> str:
-    """A double-quoted YAML scalar (JSON's string syntax, without tojson's HTML escapes)."""
-    return json.dumps(text)
+def _inner(literal: str) -> str:
+    """A quoted literal without its quotes (and a Python u prefix): what masking looks for."""
+    body = literal[1:] if literal.startswith(("u'", 'u"')) else literal
+    if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
+        return body[1:-1]
+    return literal
 
 
 def md5_auth(password: str, user: str) -> str:

@@ -6,6 +6,8 @@ Passwords travel on stdin of the remote command, never in argv or in a file left
 
 from __future__ import annotations
 
+from ..configs.escape import conninfo_string, pg_conf_string
+from ..errors import SentryfabError
 from ..shell import join
 from .spec import DATA_ROOT
 
@@ -68,19 +70,17 @@ def initdb(image: str) -> str:
 def clone_replica(image: str, primary_address: str, port: int, me: str) -> str:
     """pg_basebackup from the primary through this replica's slot, then set it up to stream.
 
-    stdin: the replicator's password. application_name is this host's name, which is what
+    stdin: replica_stdin(...): the replicator's password on its first line, then the
+    standby settings (standby_lines). application_name is this host's name, which is what
     synchronous_standby_names lists.
     """
     slot = slot_name(me)
-    conninfo_tail = f"port={port} user=replicator application_name={me}"
     return _throwaway(image, (
-        "PW=$(cat); export PGPASSWORD=\"$PW\"; "
+        "IFS= read -r PW; CONF=$(cat); export PGPASSWORD=\"$PW\"; "
         f"rm -rf {DATA_DIR}.clone && "
         f"pg_basebackup -h {primary_address} -p {port} -U replicator -D {DATA_DIR}.clone "
-        f"-X stream -S {slot} -c fast && "
-        f"printf \"primary_conninfo = 'host={primary_address} {conninfo_tail} "
-        f"password=%s'\\nprimary_slot_name = '{slot}'\\n\" \"$PW\" "
-        f">> {DATA_DIR}.clone/postgresql.auto.conf && "
+        f"-X stream -S {slot} -c fast </dev/null && "
+        f"printf '%s\\n' \"$CONF\" >> {DATA_DIR}.clone/postgresql.auto.conf && "
         f"touch {DATA_DIR}.clone/standby.signal && "
         # Renamed into place only when complete: an interrupted clone leaves no half cluster.
         f"mv {DATA_DIR}.clone {DATA_DIR}"))
@@ -230,20 +230,35 @@ def rewind(image: str, source_address: str, port: int) -> str:
         f"touch {DATA_DIR}/standby.signal; exit $rc"), [source_address, str(port)])
 
 
-def standby_config(image: str, primary_address: str, port: int, me: str) -> str:
-    """Make the stopped cluster a replica of `primary_address`: standby.signal,
-    primary_conninfo (application_name=<me>, as synchronous_standby_names lists it) and its
-    slot, replacing whatever postgresql.auto.conf held (pg_rewind copies the source's);
-    local slots removed (slots live on the primary). stdin: the replicator's password."""
+def standby_config(image: str) -> str:
+    """Make the stopped cluster a replica: standby.signal, and the standby settings read
+    from stdin (standby_lines) replacing whatever postgresql.auto.conf held (pg_rewind copies
+    the source's); local slots removed (slots live on the primary)."""
     auto = f"{DATA_DIR}/postgresql.auto.conf"
-    return _throwaway_args(image, (
-        f"PW=$(cat); {{ grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)"
+    return _throwaway(image, (
+        f"CONF=$(cat); {{ grep -v -E '^[[:space:]]*(primary_conninfo|primary_slot_name)"
         f"[[:space:]]*=' {auto} 2>/dev/null; true; }} > {auto}.new && "
-        "printf \"primary_conninfo = 'host=%s port=%s user=replicator application_name=%s "
-        "password=%s'\\nprimary_slot_name = '%s'\\n\" \"$1\" \"$2\" \"$3\" \"$PW\" \"$4\" "
-        f">> {auto}.new && mv {auto}.new {auto} && touch {DATA_DIR}/standby.signal && "
-        f"rm -rf {DATA_DIR}/pg_replslot/* && sync"),
-        [primary_address, str(port), me, slot_name(me)])
+        f"printf '%s\\n' \"$CONF\" >> {auto}.new && mv {auto}.new {auto} && "
+        f"touch {DATA_DIR}/standby.signal && rm -rf {DATA_DIR}/pg_replslot/* && sync"))
+
+
+def standby_lines(primary_address: str, port: int, me: str, password: str) -> str:
+    """The postgresql.auto.conf lines that make `me` stream from the primary through its
+    slot. Every value is quoted for libpq's conninfo, then the whole for the config file:
+    a password with a quote, a backslash or a space reads back as itself."""
+    info = conninfo_string(host=primary_address, port=port, user="replicator",
+                           application_name=me, password=password)
+    return (f"primary_conninfo = {pg_conf_string(info)}\n"
+            f"primary_slot_name = {pg_conf_string(slot_name(me))}\n")
+
+
+def replica_stdin(primary_address: str, port: int, me: str, password: str) -> bytes:
+    """clone_replica's stdin: the password on its own line (for pg_basebackup), then the
+    standby settings. A password with a line break cannot be sent that way: refused."""
+    if "\n" in password or "\r" in password:
+        raise SentryfabError("replication_password holds a line break: it cannot be used "
+                             "for pg_basebackup; set one without")
+    return (password + "\n" + standby_lines(primary_address, port, me, password)).encode()
 
 
 def set_aside(image: str) -> str:

@@ -8,11 +8,21 @@ overrides it with `command:` (the lab does, to run its Sentry-shaped stand-in).
 from __future__ import annotations
 
 import shlex
+import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..configs.catalog import CONFIG_ROOT
-from ..configs.context import FILESTORE_MOUNT, filestore, retention, settings, web_ports
+from ..configs.context import (
+    FILESTORE_MOUNT,
+    ROLE_DEFAULTS,
+    filestore,
+    retention,
+    settings,
+    web_ports,
+)
+from ..errors import InventoryError
 from ..inventory import Host, Inventory
 from . import cleanup
 
@@ -79,14 +89,72 @@ def container_name(role: str, index: int) -> str:
     return f"sentry-{role}-{index}"
 
 
+#: The placeholders a command may use besides its role's settings (filled in per container).
+COMMAND_FIELDS = ("address", "port", "role", "host", "name")
+
+
+def command_problem(template: Any, known: Iterable[str]) -> str | None:
+    """Why a role's `command:` cannot be filled in, or None: a placeholder that names no
+    setting, anything but a plain {name}, a lone brace, an unclosed quote."""
+    if not isinstance(template, str):
+        return f"must be a string (a command line), got {type(template).__name__}"
+    names = set(known)
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template)
+                  if f is not None]
+        shlex.split(template)
+    except ValueError as e:
+        return (f"{e} in {template!r} (write {{{{ and }}}} for a literal brace, and close "
+                "every quote)")
+    for f, spec, conv in fields:
+        if not f.isidentifier() or spec or conv:
+            text = "{" + f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            return (f"placeholder {text} in {template!r}: only a plain {{name}} is filled in "
+                    "(no index, attribute, conversion or format)")
+        if f not in names:
+            return (f"unknown placeholder {{{f}}} in {template!r}: known are "
+                    f"{', '.join(sorted(names))} (write {{{{ and }}}} for a literal brace)")
+    return None
+
+
+def command_problems(roles: Mapping[str, Mapping[str, Any]],
+                     hosts: Iterable[Host]) -> list[tuple[str, str]]:
+    """(inventory path, problem) for every `command:` / `migrate_command:` of the inventory
+    that cannot be filled in for a host that runs it. Pure: inventory validation calls it."""
+    out: list[tuple[str, str]] = []
+    for h in hosts:
+        runs = list(h.roles) + (["migrate"] if "web" in h.roles else [])
+        for role in runs:
+            cfg_role, key = ("web", "migrate_command") if role == "migrate" else (role, "command")
+            s = {**ROLE_DEFAULTS.get(cfg_role, {}), **(roles.get(cfg_role) or {}), **h.vars}
+            if s.get(key) is None:
+                continue
+            where = f"hosts/{h.name}/vars/{key}" if key in h.vars else f"roles/{cfg_role}/{key}"
+            problem = command_problem(s[key], [*s, *COMMAND_FIELDS])
+            if problem and (where, problem) not in out:
+                out.append((where, problem))
+    return out
+
+
 def _command(inv: Inventory, role: str, host: Host, port: int | None,
              name: str) -> tuple[str, ...]:
-    s = settings(inv, "web" if role == "migrate" else role, host)
-    template = s.get("migrate_command" if role == "migrate" else "command") or \
-        DEFAULT_COMMANDS[role]
+    cfg_role = "web" if role == "migrate" else role
+    s = settings(inv, cfg_role, host)
+    key = "migrate_command" if role == "migrate" else "command"
+    template = s.get(key) or DEFAULT_COMMANDS[role]
     values: dict[str, Any] = {**s, "address": host.address, "port": port or "", "role": role,
                               "host": host.name, "name": name}
-    return tuple(shlex.split(template.format(**values)))
+    where = f"hosts/{host.name}/vars/{key}" if key in host.vars else f"roles/{cfg_role}/{key}"
+    problem = command_problem(template, values)
+    if problem:
+        raise InventoryError([f"{inv.path.name}: {where}: {problem}"])
+    # Split first, then fill in each word: a value holding a space or a quote stays one
+    # argument instead of changing how the line splits.
+    try:
+        return tuple(word.format(**values) for word in shlex.split(template))
+    except (ValueError, LookupError, AttributeError) as e:  # quotes that made a brace
+        raise InventoryError([f"{inv.path.name}: {where}: cannot fill in {template!r}: "
+                              f"{e}"]) from None
 
 
 def _mounts(inv: Inventory, role: str) -> tuple[tuple[str, str, bool], ...]:

@@ -83,7 +83,9 @@ def db_probe(container: str, image: str) -> str:
     state = join(["docker", "inspect", "--format", "{{.State.Status}}", container])
     files = join([f"{DATA_DIR}/PG_VERSION", f"{DATA_DIR}/standby.signal"])
     return (
-        f"st=$({state} 2>/dev/null || echo missing); "
+        # docker's complaint goes to stderr: "No such object" is a missing container, but
+        # "permission denied" must not read as one (discover.py names it).
+        f"st=$({state} || echo missing); "
         f"echo {join([MARK + 'container'])}; echo \"$st\"; "
         f"echo {join([MARK + 'files'])}; "
         f"for f in {files}; do [ -e \"$f\" ] && echo \"${{f##*/}}\"; done; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .. import become
 from ..configs.context import ClusterState, initial_state, settings
 from ..containers.postgres import wal_end, wal_file_name
 from ..containers.spec import container_name, image_ref
@@ -37,6 +38,7 @@ def probe_db(s: HostSession, inv: Inventory) -> DbNode:
     """One db host's node, from one round trip."""
     out = s.run(commands.db_probe(DB_CONTAINER, image_ref(inv, "db", s.host)),
                 timeout=commands.SQL_TIMEOUT + 40)
+    become.refuse(out.stderr, become.login_user(inv, s.host))  # not an empty node: no rights
     if out.exit_code is None:
         return DbNode(**{**_node(inv, s.host).__dict__, "error": out.error})
     return parse.parse_probe(_node(inv, s.host), out.stdout)
@@ -48,6 +50,7 @@ def probe_bouncer(s: HostSession, inv: Inventory, password: str) -> Bouncer:
     out = s.run(commands.bouncer_admin(BOUNCER_CONTAINER, b.address, b.port, "SHOW DATABASES"),
                 stdin=password.encode(), timeout=commands.SQL_TIMEOUT + 5)
     if not out.ok:
+        become.refuse(out.stderr, become.login_user(inv, s.host))
         why = (out.stderr.strip() or out.error or f"exit code {out.exit_code}").splitlines()
         return Bouncer(b.name, b.address, b.port, True, f"admin console: {why[-1]}")
     return Bouncer(b.name, b.address, b.port, True, None, parse.parse_databases(out.stdout))
@@ -61,12 +64,18 @@ def discover(runner: Runner, inv: Inventory, secrets: Secrets | None = None) -> 
     password = secrets.get("pgbouncer_admin_password") if secrets is not None else ""
     hosts = [h for h in inv.hosts if h.has("db") or (want_bouncers and h.has("pgbouncer"))]
 
+    refused: dict[str, become.Denial] = {}
+
     def step(s: HostSession) -> list[DbNode | Bouncer]:
         found: list[DbNode | Bouncer] = []
-        if s.host.has("db"):
-            found.append(probe_db(s, inv))
-        if want_bouncers and s.host.has("pgbouncer"):
-            found.append(probe_bouncer(s, inv, password))
+        try:
+            if s.host.has("db"):
+                found.append(probe_db(s, inv))
+            if want_bouncers and s.host.has("pgbouncer"):
+                found.append(probe_bouncer(s, inv, password))
+        except become.PermissionRefused as e:
+            refused[s.host.name] = e.denial
+            raise
         return found
 
     nodes: list[DbNode] = []
@@ -86,6 +95,9 @@ def discover(runner: Runner, inv: Inventory, secrets: Secrets | None = None) -> 
                 found.append(Bouncer(b.name, b.address, b.port, reachable, r.error))
         nodes += [x for x in found if isinstance(x, DbNode)]
         bouncers += [x for x in found if isinstance(x, Bouncer)]
+    if refused:  # what such hosts run is unknown: no empty node, no missing primary
+        raise SentryfabError("cannot read the database topology: "
+                             + "; ".join(become.summaries(refused)))
     return Topology(tuple(nodes), tuple(bouncers),
                     bool(settings(inv, "db").get("synchronous")), database="sentry")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from ..configs.escape import conninfo_string
 from ..configs.render import render_all
 from ..containers import docker
 from ..containers import postgres as pg
@@ -130,9 +131,10 @@ def after_promote(run: Run, step: Step) -> str:
 def repoint_replica(run: Run, step: Step) -> str:
     """Another replica follows the new primary: primary_conninfo changed, reloaded."""
     target = run.host(run.primary)
-    pw = run.secrets.get("replication_password")
-    conninfo = (f"host={target.address} port={run.db_port(target.name)} user=replicator "
-                f"application_name={step.host} password={pw}")
+    # Quoted for libpq, then as an SQL string (standard_conforming_strings: quotes doubled).
+    conninfo = conninfo_string(host=target.address, port=run.db_port(target.name),
+                               user="replicator", application_name=step.host,
+                               password=run.secrets.get("replication_password"))
     sql = (f"alter system set primary_conninfo = '{conninfo.replace(chr(39), chr(39) * 2)}';\n"
            f"alter system set primary_slot_name = '{pg.slot_name(step.host)}';\n"
            "select pg_reload_conf();\n")
@@ -217,19 +219,20 @@ def clone(run: Run, step: Step) -> str:
     p = run.host(run.primary)
     image = _image(run, step.host)
     run.sh(step.host, pg.set_aside(image), "move the old data directory aside")
-    run.sh(step.host, pg.clone_replica(image, p.address, run.db_port(p.name), step.host),
-           "pg_basebackup", stdin=run.secrets.get("replication_password").encode(),
-           timeout=3600)
+    port = run.db_port(p.name)
+    run.sh(step.host, pg.clone_replica(image, p.address, port, step.host), "pg_basebackup",
+           stdin=pg.replica_stdin(p.address, port, step.host,
+                                  run.secrets.get("replication_password")), timeout=3600)
     return f"cloned from {p.name} (old data kept in {pg.ASIDE_DIR})"
 
 
 def standby_config(run: Run, step: Step) -> str:
     """standby.signal, primary_conninfo and slot for the primary."""
     p = run.host(run.primary)
-    run.sh(step.host, pg.standby_config(_image(run, step.host), p.address,
-                                        run.db_port(p.name), step.host),
-           "write the standby configuration",
-           stdin=run.secrets.get("replication_password").encode())
+    lines = pg.standby_lines(p.address, run.db_port(p.name), step.host,
+                             run.secrets.get("replication_password"))
+    run.sh(step.host, pg.standby_config(_image(run, step.host)),
+           "write the standby configuration", stdin=lines.encode())
     return f"replica of {p.name}, slot {pg.slot_name(step.host)}"
 
 

@@ -20,7 +20,16 @@ from pathlib import Path
 from typing import TypeVar
 
 from sentryfab.errors import LabError
-from sentryfab.lab import client, hosts, image, network, procs, redis_image, sentry_image
+from sentryfab.lab import (
+    client,
+    deploy_user,
+    hosts,
+    image,
+    network,
+    procs,
+    redis_image,
+    sentry_image,
+)
 from sentryfab.lab import commands as cmd
 from sentryfab.lab.hosts import HostState
 from sentryfab.lab.image import BaseImage
@@ -256,6 +265,7 @@ def up(scale_hosts: int = 0, repo_dir: Path | str = ".", on_step: Step | None = 
             lab_actions.append("allowed bridge traffic in iptables FORWARD")
         reports = _bring_up(wanted, pubkey, base, sentry_tars, redis, on_step)
         lab_actions += client.write_files(lab_dir, wanted)
+        lab_actions += deploy_user.ensure(pubkey)  # the non-root login, for `become: sudo`
     return LabReport("up", tuple(reports), tuple(lab_actions), time.monotonic() - started,
                      lab_dir, base, sentry_tars, redis)
 
@@ -287,6 +297,7 @@ def down(repo_dir: Path | str | None = None, on_step: Step | None = None) -> Lab
         stopped = _stop_everything(known, netns_names)
         if stopped:
             lab_actions.append(f"stopped {stopped} processes")
+        lab_actions += deploy_user.remove()  # its sessions were stopped with the hosts
         for name in netns_names:
             network.remove_netns(name)
         if netns_names:

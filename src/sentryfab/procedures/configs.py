@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .. import become
 from ..configs import apply, commands, validate
 from ..configs.context import settings
 from ..configs.render import Rendered
@@ -90,6 +91,7 @@ def mask(secrets: Secrets, text: str, secret_file: bool) -> str:
 
 def _facts(s: HostSession, files: list[Rendered]) -> commands.HostFacts:
     out = s.run(commands.checksums([f.path for f in files]), check=True)
+    become.refuse(out.stderr, s.conn.user)  # an unreadable file is not a missing one
     return commands.parse_checksums(out.stdout)
 
 

@@ -27,6 +27,7 @@ from ..remote import HostSession, Runner
 from ..secrets import Secrets
 from ..shell import join
 from . import configs as config_push
+from .guard import Change
 
 HEALTH_TIMEOUT = 90.0
 KEEP_IMAGES = 3  # releases kept on each host for a rollback (a role's `keep_images`)
@@ -47,7 +48,8 @@ class HostOutcome:
     host: str
     before: str | None
     after: str | None
-    state: str  # unchanged | updated | reloaded | rolled back | failed | not reached
+    state: str  # unchanged | updated | reloaded | rolled back | failed | unreachable |
+    #             not reached
     detail: str = ""
 
 
@@ -64,7 +66,8 @@ class RoleReport:
     @property
     def ok(self) -> bool:
         """True if no host failed and the rollout was not stopped."""
-        return not self.stopped and all(o.state != "failed" for o in self.outcomes)
+        return not self.stopped and all(o.state not in ("failed", "unreachable")
+                                        for o in self.outcomes)
 
     @property
     def changed(self) -> bool:
@@ -85,6 +88,14 @@ class Deployer:
     #: web.scale: web host -> processes it runs until its batch is rolled out. nginx lists
     #: those hosts with that count meanwhile, not with ports nothing listens on yet.
     scaling_from: dict[str, int] = field(default_factory=dict)
+    #: The guarded change this rollout belongs to: told each step and each host touched,
+    #: and given what to put back if Ctrl-C lands mid-batch.
+    change: Change | None = None
+
+    def _at(self, step: str, hosts: list[Host] = ()) -> None:
+        if self.change is not None:
+            self.change.at(step)
+            self.change.touch(list(hosts))
 
     # -- what should run -------------------------------------------------------------------
 
@@ -120,7 +131,7 @@ class Deployer:
         reload: list[Host] = []
         for h, fr in zip(hosts, facts, strict=True):
             if not fr.ok:
-                report.outcomes.append(HostOutcome(h.name, None, None, "failed", fr.error or ""))
+                report.outcomes.append(_lost(h, fr))
                 continue
             running, pending, sums = fr.value
             want = self.wanted(h, role, rendered[h.name], version, count)
@@ -131,18 +142,19 @@ class Deployer:
                                                    _version(running), "unchanged"))
             else:  # only what a reload applies differs: no restart
                 reload.append(h)
-        if any(o.state == "failed" for o in report.outcomes):
+        if any(o.state in ("failed", "unreachable") for o in report.outcomes):
             report.stopped = "some hosts could not be inspected; nothing was changed"
             report.outcomes += [HostOutcome(h.name, None, None, "not reached")
                                 for h in reload + todo]
             return report
         for h in reload:  # one host at a time, each health-checked
             self.on_event(role, f"{h.name}: config changed, reloading")
+            self._at(f"{role}: reloading {h.name}", [h])
             [r] = self.runner.each([h], lambda s: self._reload(
-                s, role, rendered[s.host.name], config_push.stamp()))
-            report.outcomes.append(r.value if r.ok else HostOutcome(
-                h.name, None, None, "failed", r.error or ""))
-        if any(o.state in ("failed", "rolled back") for o in report.outcomes):
+                s, role, rendered[s.host.name], config_push.stamp()),
+                what=f"{role}: reloading {h.name}")
+            report.outcomes.append(r.value if r.ok else _lost(h, r))
+        if any(o.state in ("failed", "unreachable", "rolled back") for o in report.outcomes):
             report.stopped = "a config reload failed its health check; rollout stopped"
             report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in todo]
             return report
@@ -194,15 +206,20 @@ class Deployer:
         """Batch after batch; more than `max_fail` failed hosts in one stops the rollout."""
         report.batches = len(plan)
         for i, group in enumerate(plan, start=1):
+            step = f"{report.role} {label} {i}/{len(plan)} ({', '.join(h.name for h in group)})"
             self.on_event(report.role, f"{label} {i}/{len(plan)}: "
                                        f"{', '.join(h.name for h in group)}")
+            self._at(step, group)
             when = config_push.stamp()
-            outcomes = self._batch(report.role, group, lambda s, w=when: replace(s, w))
+            outcomes = self._batch(report.role, group, lambda s, w=when: replace(s, w), step)
             report.outcomes += outcomes
             failed = [o for o in outcomes if o.state != "updated"]
             if len(failed) > max_fail:
-                report.stopped = (f"{label} {i}/{len(plan)} failed its health check on "
-                                  f"{', '.join(o.host for o in failed)}; rollout stopped")
+                lost = [o.host for o in failed if o.state == "unreachable"]
+                bad = [o.host for o in failed if o.state != "unreachable"]
+                why = [f"failed its health check on {', '.join(bad)}"] if bad else []
+                why += [f"lost {', '.join(lost)} (stopped answering)"] if lost else []
+                report.stopped = f"{label} {i}/{len(plan)} {' and '.join(why)}; rollout stopped"
                 report.outcomes += [HostOutcome(h.name, None, None, "not reached")
                                     for g in plan[i:] for h in g]
                 return
@@ -223,17 +240,30 @@ class Deployer:
     # -- one batch ---------------------------------------------------------------------------
 
     def _batch(self, role: str, group: list[Host],
-               replace: Callable[[HostSession], HostOutcome]) -> list[HostOutcome]:
-        drained = self._drain(group) if role == "web" else None
-        results = self.runner.each(group, replace)
-        outcomes = []
-        for h, r in zip(group, results, strict=True):
-            if r.ok:
-                outcomes.append(r.value)
-            else:
-                outcomes.append(HostOutcome(h.name, None, None, "failed", r.error or ""))
-        if drained is not None:
-            self._undrain()
+               replace: Callable[[HostSession], HostOutcome], step: str) -> list[HostOutcome]:
+        put_back = None
+        if role == "web":
+            if self.change is not None:  # Ctrl-C from here on: back into rotation if alive
+                put_back = self.change.on_interrupt(
+                    "web hosts back into nginx's rotation",
+                    lambda: self._back_in_rotation(group))
+            self._drain(group)
+        results = self.runner.each(group, replace, what=step)
+        outcomes = [r.value if r.ok else _lost(h, r) for h, r in zip(group, results,
+                                                                     strict=True)]
+        if role == "web":
+            # A host that stopped answering stays out: what it runs now is unknown.
+            lost = [h for h, o in zip(group, outcomes, strict=True) if o.state == "unreachable"]
+            self._at(f"{step}: back into nginx's rotation")
+            self.on_event(role, f"{', '.join(h.name for h in group if h not in lost) or 'none'}"
+                                f": back into nginx's rotation" + (
+                                    f"; {', '.join(h.name for h in lost)} left out "
+                                    "(unreachable)" if lost else ""))
+            view = self._nginx_view()
+            self._push_nginx(frozenset(f"{h.address}:{p}" for h in lost
+                                       for p in web_ports(view, h)))
+            if put_back is not None:
+                put_back()
         return outcomes
 
     def _replace(self, s: HostSession, role: str, files: list[Rendered], version: str | None,
@@ -335,17 +365,36 @@ class Deployer:
             self.scaling_from.pop(h.name, None)
         drained = frozenset(f"{h.address}:{p}" for h in group for p in web_ports(self.inv, h))
         self._push_nginx(drained)
+        self.on_event("web", f"{', '.join(h.name for h in group)}: out of nginx's rotation; "
+                             "waiting for the requests they already have")
         results = self.runner.each(group, lambda s: s.run(
             health.until_no_requests(serving[s.host.name] + web_ports(self.inv, s.host)),
-            timeout=health.DRAIN_TIMEOUT + 30))
+            timeout=health.DRAIN_TIMEOUT + 30), what="the drain of its requests")
         for r in results:
             if not r.ok or not r.value.ok:
                 self.on_event("web", f"{r.host.name}: requests still open after "
                                      f"{health.DRAIN_TIMEOUT:g} s of drain; going on")
         return drained
 
-    def _undrain(self) -> None:
-        self._push_nginx(frozenset())
+    def _back_in_rotation(self, group: list[Host]) -> str:
+        """After Ctrl-C mid-batch: the group's hosts whose web processes all run go back
+        into nginx's rotation; a host with one missing stays out (it would only fail
+        requests over to the others); returns what it did."""
+        view = self._nginx_view()
+        results = self.runner.each(group, lambda s: docker.parse_ps(
+            s.run(docker.ps("web"), check=True, timeout=15).stdout),
+            what="reading the web containers")
+        back, out = [], []
+        for h, r in zip(group, results, strict=True):
+            want = {sp.name for sp in specs_for(view, h, "web")}
+            up = {c.name for c in r.value if c.up} if r.ok else set()
+            (back if r.ok and want <= up else out).append(h)
+        drained = frozenset(f"{h.address}:{p}" for h in out for p in web_ports(view, h))
+        self._push_nginx(drained)
+        said = [f"{h.name} back in nginx's rotation" for h in back]
+        said += [f"{h.name} left out of nginx's rotation (its web processes are not all "
+                 f"running)" for h in out]
+        return "; ".join(said)
 
     def push_nginx(self) -> None:
         """nginx's config as the inventory says now (after a web scale)."""
@@ -392,7 +441,9 @@ class Deployer:
         port = int(settings(self.inv, "db", primary)["port"])
         self.on_event("db", f"{s.host.name}: cloning from {primary.name} (pg_basebackup)")
         s.run(postgres.clone_replica(image, primary.address, port, s.host.name),
-              stdin=self.secrets.get("replication_password").encode(), check=True, timeout=600)
+              stdin=postgres.replica_stdin(primary.address, port, s.host.name,
+                                           self.secrets.get("replication_password")),
+              check=True, timeout=600)
 
     def _bootstrap_primary(self, s: HostSession, spec: ContainerSpec) -> None:
         """Users, database and replication slots (idempotent SQL, run on every deploy)."""
@@ -420,10 +471,18 @@ class Deployer:
             s.run(docker.remove(spec.name) + "; " + docker.run_once(spec), check=True,
                   timeout=600)
 
-        [r] = self.runner.each([host], step)
+        self._at(f"migrations on {host.name}", [host])
+        [r] = self.runner.each([host], step, what=f"migrations on {host.name}")
         if not r.ok:
             raise DeployFailed(f"migration on {host.name} failed: {r.error}")
         return host.name
+
+
+def _lost(h: Host, r) -> HostOutcome:
+    """The outcome of a host whose step raised: failed, or unreachable (it stopped
+    answering: what it runs now is unknown)."""
+    state = "unreachable" if r.state == "unreachable" else "failed"
+    return HostOutcome(h.name, None, None, state, r.error or "")
 
 
 def _version(running: list[docker.Running]) -> str | None:

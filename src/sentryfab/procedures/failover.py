@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SentryfabError
+from ..errors import Interrupted, SentryfabError
 from ..failover import bouncer_steps, pg_steps
 from ..failover.context import Run, StepFailed
 from ..failover.discover import discover, measure_wal_ends
@@ -27,8 +27,9 @@ from ..remote import Runner
 from ..remote.connect import Unreachable
 from ..remote.session import CommandFailed
 from ..secrets import Secrets
-from . import audit, lock
+from . import audit
 from .configs import stamp
+from .guard import guarded
 
 KINDS = ("switchover", "failover", "rejoin", "degrade", "restore")
 
@@ -149,7 +150,11 @@ def run(runner: Runner, inv: Inventory, secrets: Secrets, kind: str, opts: Optio
         if on_plan:
             on_plan(plan)
         return Report(plan, topo, dry_run=True)
-    with lock.deploy_lock(runner, inv, f"db.{kind}", message, wait):
+    involved = [h for h in inv.hosts if h.has("db") or h.has("pgbouncer")]
+    # Audit lines are the steps' own (held while PgBouncer is paused), not the guard's.
+    with guarded(runner, inv, f"db.{kind}", hosts=involved, message=message, wait=wait,
+                 audit_lines=False) as change:
+        change.at("discovering the topology")
         topo, plan = prepare(runner, inv, secrets, kind, opts, node)
         if on_plan:
             on_plan(plan)
@@ -167,7 +172,15 @@ def run(runner: Runner, inv: Inventory, secrets: Secrets, kind: str, opts: Optio
                         new_primary=plan.target if kind in ("switchover", "failover") else "",
                         reason=message)
         ctx = Run(runner, inv, secrets, topo, plan, opts, marker, stamp())
-        return execute(ctx, hosts, message, on_step or (lambda *a: None))
+        change.touch(hosts)
+        shown = on_step or (lambda *a: None)
+
+        def on_each(state: str, i: int, total: int, step: Step, detail: str) -> None:
+            if state == "start":
+                change.at(f"step {i}/{total}: {step.action} on {step.host}")
+            shown(state, i, total, step, detail)
+
+        return execute(ctx, hosts, message, on_each)
 
 
 def execute(ctx: Run, audit_hosts: list[Host], message: str, on_step: StepEvent) -> Report:
@@ -202,8 +215,11 @@ def execute(ctx: Run, audit_hosts: list[Host], message: str, on_step: StepEvent)
         try:
             detail = ACTIONS[step.action](ctx, step)
         except (SentryfabError, CommandFailed, Unreachable, KeyboardInterrupt) as e:
-            why = "interrupted (Ctrl-C)" if isinstance(e, KeyboardInterrupt) else str(e)
+            interrupted = isinstance(e, KeyboardInterrupt | Interrupted)
+            why = "interrupted (Ctrl-C)" if interrupted else str(e)
             why = ctx.secrets.mask(why)
+            if interrupted:  # a fan-out's Ctrl-C closed the connections the undo needs
+                ctx.runner.revive()
             now = time.monotonic()
             report.steps.append(StepReport(step, "failed", why, now - t0, now - start))
             on_step("failed", i, total, step, why)
@@ -216,7 +232,7 @@ def execute(ctx: Run, audit_hosts: list[Host], message: str, on_step: StepEvent)
             report.seconds = time.monotonic() - start
             log(audit.entry(kind, "failed", target=plan.target, error=report.error,
                             undone=report.undone, message=message))
-            if isinstance(e, KeyboardInterrupt):
+            if interrupted:
                 raise
             return report
         now = time.monotonic()

@@ -2,110 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets as _random
 import socket
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
+from ..become import login_user, permission_problem
 from ..errors import SentryfabError
-from ..inventory import Host, Inventory
+from ..inventory import Inventory
+from ..lockinfo import (  # noqa: F401 - the lock's pure parts, re-exported for callers
+    HELD,
+    LOCK_DIR,
+    LockInfo,
+    acquire_command,
+    lock_host,
+    parse_info,
+    release_command,
+    status_command,
+)
 from ..remote import Runner
 from ..shell import join
 from .audit import identity
 
-LOCK_DIR = "/var/lib/sentryfab/deploy.lock"
-HELD = 3  # exit code of acquire() when someone else holds the lock
-
 
 class LockHeld(SentryfabError):
     """Another deploy holds the lock; the message says who, since when, doing what."""
-
-
-@dataclass(frozen=True)
-class LockInfo:
-    """Who holds the lock and why, and which process on which machine (for staleness)."""
-
-    who: str
-    since: str
-    action: str
-    message: str
-    token: str
-    machine: str = ""
-    pid: int = 0
-
-    def describe(self) -> str:
-        """'alice (Alice <a@x>) since 2026-11-27T03:00:00Z: deploy.web "hotfix"'."""
-        msg = f' "{self.message}"' if self.message else ""
-        return f"{self.who} since {self.since}: {self.action}{msg}"
-
-    def stale(self, here: str | None = None, alive: Callable[[int], bool] | None = None
-              ) -> str | None:
-        """Why the holder is gone, when that can be told from this machine; else None."""
-        here = here if here is not None else socket.gethostname()
-        alive = alive or _pid_alive
-        if self.machine and self.machine == here and self.pid and not alive(self.pid):
-            return (f"its process {self.pid} on {self.machine} is gone: the deploy died "
-                    "without releasing it; `fab lock.release` frees it")
-        return None
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def lock_host(inv: Inventory) -> Host:
-    """The host holding the lock: inventory 'lock_host', else the first host with roles."""
-    name = inv.extra.get("lock_host")
-    if name:
-        return inv.host(str(name))
-    return next((h for h in inv.hosts if h.roles), inv.hosts[0])
-
-
-def acquire_command(info: LockInfo) -> str:
-    """The lock folder appears with its info already in it: it is written in a folder of
-    its own, then renamed into place. A rename onto a folder that exists (and is never
-    empty) fails, so exactly one of two racing deploys gets it, and a racer never sees a
-    lock without its holder (the old mkdir-then-write said "held by None")."""
-    body = json.dumps(info.__dict__)
-    return (f"mkdir -p {join(['/var/lib/sentryfab'])} && "
-            f"d=$(mktemp -d {join([LOCK_DIR + '.new.XXXXXX'])}) && "
-            f"printf '%s\\n' {join([body])} > \"$d/info\" && chmod 755 \"$d\" && "
-            f"if mv -T \"$d\" {join([LOCK_DIR])} 2>/dev/null; then exit 0; fi; "
-            f"rm -rf \"$d\"; cat {join([LOCK_DIR + '/info'])} 2>/dev/null; exit {HELD}")
-
-
-def release_command(token: str) -> str:
-    """Remove the lock only if `token`'s holder still has it (never a newer holder's)."""
-    return (f"if grep -qF {join([token])} {join([LOCK_DIR + '/info'])} 2>/dev/null; "
-            f"then rm -rf {join([LOCK_DIR])}; fi")
-
-
-def status_command() -> str:
-    """The holder's details, or nothing when the lock is free."""
-    return f"cat {join([LOCK_DIR + '/info'])} 2>/dev/null; true"
-
-
-def parse_info(text: str) -> LockInfo | None:
-    """LockInfo from the info file's JSON (None if empty or unreadable)."""
-    try:
-        data = json.loads(text.strip() or "null")
-        if data:  # fields a newer sentryfab added are ignored, missing ones defaulted
-            known = LockInfo.__dataclass_fields__
-            return LockInfo(**{k: v for k, v in data.items() if k in known})
-        return None
-    except (ValueError, TypeError):
-        return LockInfo("unknown", "unknown", "unknown", "unreadable lock info", "") \
-            if text.strip() else None
 
 
 def status(runner: Runner, inv: Inventory) -> LockInfo | None:
@@ -136,8 +60,9 @@ def deploy_lock(runner: Runner, inv: Inventory, action: str, message: str = "",
             break
         holder = parse_info(out.stdout) if out.exit_code == HELD else None
         if holder is None:
-            raise SentryfabError(f"cannot take the deploy lock on {session.host.name}: "
-                                 f"{out.stderr.strip() or out.error}")
+            why = (permission_problem(out.stderr, login_user(inv, session.host))
+                   or out.stderr.strip() or out.error or f"exit code {out.exit_code}")
+            raise SentryfabError(f"cannot take the deploy lock on {session.host.name}: {why}")
         if time.monotonic() >= deadline:
             gone = holder.stale()
             raise LockHeld(f"another deploy is running: {holder.describe()} (lock on "
@@ -147,5 +72,33 @@ def deploy_lock(runner: Runner, inv: Inventory, action: str, message: str = "",
         time.sleep(2)
     try:
         yield me
-    finally:
-        session.run(release_command(me.token))
+    except BaseException:
+        _release(runner, inv, me, in_flight=True)
+        raise
+    _release(runner, inv, me, in_flight=False)
+
+
+class LockNotReleased(SentryfabError):
+    """The change ended but its lock could not be removed (the lock host stopped answering)."""
+
+
+def _release(runner: Runner, inv: Inventory, me: LockInfo, *, in_flight: bool) -> None:
+    """Free our lock over the lock host's session, a fresh one if Ctrl-C closed it. When it
+    cannot be freed, say how; raised only if no other error is already on its way out."""
+    host = lock_host(inv)
+    session = runner.session(host)
+    if session.cut:
+        runner.revive()
+        session = runner.session(host)
+    try:
+        out = session.run(release_command(me.token), timeout=30)
+        why = None if out.exit_code == 0 else (out.stderr.strip() or out.error)
+    except SentryfabError as e:
+        why = str(e)
+    if why is None:
+        return
+    text = (f"the deploy lock on {host.name}:{LOCK_DIR} is still held by this run "
+            f"({me.describe()}): {why}; once {host.name} answers, `fab lock.release` frees it")
+    if not in_flight:
+        raise LockNotReleased(text)
+    print(f"warning: {text}", file=sys.stderr)

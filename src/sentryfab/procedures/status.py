@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
+from ..lockinfo import lock_host
 from ..remote import HostSession, Runner
 from ..results import HostResult
 from ..roles import ROLES
@@ -40,6 +41,8 @@ def with_context(inv: Inventory, shown: list[Host]) -> list[Host]:
     """The shown hosts plus the hosts their cluster findings need, in inventory order."""
     need = {r for h in shown for role in h.roles for r in CONTEXT_ROLES.get(role, ())}
     names = {h.name for h in shown} | {h.name for h in inv.hosts if need & set(h.roles)}
+    if any(h.has("nginx") for h in shown):  # is a drained upstream a deploy at work?
+        names.add(lock_host(inv).name)
     return [h for h in inv.hosts if h.name in names]
 
 
@@ -122,7 +125,7 @@ class StatusChecker:
             # output's tail (the read stops at the status, not at EOF); ask once more.
             out = s.run(cs.command, stdin=cs.stdin, timeout=self.timeout)
         return Answer(out.stdout, out.exit_code, out.error, time.monotonic() - connected,
-                      connected - t0 if fresh else None)
+                      connected - t0 if fresh else None, stderr=out.stderr)
 
     def _evaluate(self, r: HostResult, now: float) -> tuple[HostStatus, dict | None]:
         if r.status == "unreachable":

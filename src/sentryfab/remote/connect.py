@@ -10,6 +10,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 
+from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from .hostkeys import (
     AcceptNew,
@@ -22,7 +23,7 @@ from .hostkeys import (
 )
 
 
-class Unreachable(Exception):
+class Unreachable(SentryfabError):
     """The host could not be reached or would not let us in; the message says why."""
 
 
@@ -32,6 +33,14 @@ class ConnectOptions:
 
     connect_timeout: float = 10.0
     accept_new: bool = False
+    #: SSH keepalive period, and how many may go unanswered before the host counts as gone.
+    keepalive_interval: float = 5.0
+    keepalive_count_max: int = 3
+
+    @property
+    def dead_after(self) -> float:
+        """Seconds of silence after which a connection is declared dead (by the kernel)."""
+        return self.keepalive_interval * self.keepalive_count_max
 
 
 class SharedConfigConnection(Connection):
@@ -103,8 +112,12 @@ def open_connection(conn: Connection, inv: Inventory, opts: ConnectOptions) -> N
     try:
         if not conn.gateway:
             conn.connect_kwargs["sock"] = nodelay_socket(conn.host, conn.port,
-                                                        opts.connect_timeout)
+                                                        opts.connect_timeout, opts.dead_after)
         conn.open()
+        # An SSH keepalive whenever the connection has been quiet this long: a host that
+        # stops answering leaves it unacknowledged, and the socket's user timeout (above)
+        # then ends the connection, and every command on it, within about dead_after s.
+        conn.client.get_transport().set_keepalive(max(1, int(opts.keepalive_interval)))
     except Unreachable:
         raise
     except HostKeyError as e:
@@ -124,15 +137,30 @@ def open_connection(conn: Connection, inv: Inventory, opts: ConnectOptions) -> N
         conn.connect_kwargs.pop("sock", None)
 
 
-def nodelay_socket(host: str, port: int, timeout: float) -> socket.socket:
-    """A connected TCP socket with Nagle off (paramiko never sets it: ~40 ms per exchange)."""
+def nodelay_socket(host: str, port: int, timeout: float, dead_after: float = 15.0
+                   ) -> socket.socket:
+    """A connected TCP socket with Nagle off (paramiko never sets it: ~40 ms per exchange)
+    that the kernel declares dead once the peer leaves data unacknowledged for
+    `dead_after` s (TCP_USER_TIMEOUT), or stays silent to TCP keepalives that long: without
+    it a host whose link went down holds a command for the kernel's ~15 min of retries."""
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as e:
         raise Unreachable(describe_socket_error(e, f"{host}:{port}", timeout)) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in tcp_liveness(dead_after):
+        sock.setsockopt(socket.IPPROTO_TCP, option, value)
     return sock
+
+
+def tcp_liveness(dead_after: float) -> list[tuple[int, int]]:
+    """Linux TCP options (where this Python has them) that bound a dead peer to dead_after."""
+    step = max(1, int(dead_after // 3))
+    wanted = [("TCP_USER_TIMEOUT", int(dead_after * 1000)), ("TCP_KEEPIDLE", step),
+              ("TCP_KEEPINTVL", step), ("TCP_KEEPCNT", 3)]
+    return [(getattr(socket, name), value) for name, value in wanted
+            if hasattr(socket, name)]
 
 
 def describe_socket_error(e: OSError, where: str, timeout: float) -> str:

@@ -22,7 +22,7 @@ from ..shell import script, sudo
 from . import connect
 from .connect import ConnectOptions, Unreachable
 from .hostkeys import KnownHosts, known_hosts_files
-from .session import CommandFailed, CommandOutput, HostSession, LineCallback
+from .session import CommandFailed, CommandOutput, HostSession, LineCallback, StoppedAnswering
 
 DEFAULT_PARALLEL = 32
 
@@ -42,6 +42,8 @@ class Runner:
         self.opts = ConnectOptions(
             connect_timeout=connect_timeout or inv.ssh.connect_timeout,
             accept_new=accept_new,
+            keepalive_interval=inv.ssh.keepalive_interval,
+            keepalive_count_max=inv.ssh.keepalive_count_max,
         )
         self._config = connect.fabric_config(inv)
         # Read once per invocation, shared by every connection (see hostkeys.KnownHosts).
@@ -62,7 +64,8 @@ class Runner:
             if s is None:
                 conn = connect.build(self.inv, host, self._config, self.opts, self._known,
                                      self._jump())
-                s = HostSession(host, conn, self._open)
+                s = HostSession(host, conn, self._open,
+                                channel_timeout=self.opts.connect_timeout)
                 self._sessions[host.name] = s
             return s
 
@@ -94,6 +97,13 @@ class Runner:
         if self._gateway is not None:
             self._gateway.close()
 
+    def revive(self) -> None:
+        """After Ctrl-C closed every connection: let what must still run (releasing the
+        lock, putting hosts back in rotation, reporting their state) open fresh ones."""
+        with self._lock:
+            self._stop.clear()
+            self._sessions = {n: s for n, s in self._sessions.items() if not s.cut}
+
     def __enter__(self) -> Runner:
         return self
 
@@ -103,12 +113,13 @@ class Runner:
     # -- fan-out -----------------------------------------------------------------------------
 
     def each(self, hosts: Sequence[Host], step: Callable[[HostSession], Any], *,
-             on_done: DoneCallback | None = None) -> list[HostResult]:
+             on_done: DoneCallback | None = None, what: str = "") -> list[HostResult]:
         """Run `step(session)` on every host, at most `parallel` at once; results in host order.
 
         The step returns a value (kept in result.value) or raises: CommandFailed makes the
         host 'failed' with the command's exit code and stderr, Unreachable makes it
-        'unreachable', a SentryfabError makes it 'failed' with its message.
+        'unreachable' (a host that stopped answering: "stopped answering during <what>"),
+        a SentryfabError makes it 'failed' with its message.
         """
         results: list[HostResult | None] = [None] * len(hosts)
         started: set[int] = set()
@@ -117,7 +128,7 @@ class Runner:
             if self._stop.is_set():
                 raise _NotStarted()
             started.add(i)
-            return self._one(hosts[i], step)
+            return self._one(hosts[i], step, what)
 
         pool = ThreadPoolExecutor(max_workers=min(self.parallel, max(len(hosts), 1)),
                                   thread_name_prefix="sentryfab")
@@ -164,13 +175,19 @@ class Runner:
 
         return self.each(hosts, step, on_done=on_done)
 
-    def _one(self, host: Host, step: Callable[[HostSession], Any]) -> HostResult:
+    def _one(self, host: Host, step: Callable[[HostSession], Any], what: str = ""
+             ) -> HostResult:
         start = time.monotonic()
         try:
             value = step(self.session(host))
         except Unreachable as e:
-            return HostResult(host, "unreachable", error=str(e),
-                              seconds=time.monotonic() - start)
+            if self._stop.is_set():
+                return HostResult(host, "failed", error="interrupted while running",
+                                  seconds=time.monotonic() - start)
+            why = str(e)
+            if isinstance(e, StoppedAnswering):
+                why = f"stopped answering during {what or 'a command'} ({e})"
+            return HostResult(host, "unreachable", error=why, seconds=time.monotonic() - start)
         except CommandFailed as e:
             o = e.output
             if self._stop.is_set() and o.exit_code is None:

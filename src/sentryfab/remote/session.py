@@ -13,10 +13,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import paramiko
 from fabric import Connection
 
+from ..become import wrap
 from ..inventory import Host
 from .connect import Unreachable
+
+#: How long opening a channel on an open connection may take before the host counts as
+#: having stopped answering (a live sshd answers in milliseconds).
+CHANNEL_TIMEOUT = 10.0
 
 #: After a command's exit status, how long to wait for the end of its output (EOF).
 EOF_GRACE = 2.0
@@ -51,15 +57,27 @@ class CommandFailed(Exception):
         super().__init__(f"{output.command!r} failed: {reason}")
 
 
+class StoppedAnswering(Unreachable):
+    """The host answered, then stopped: its connection died under a command, or no channel
+    opened in time. Whatever ran there may or may not have finished."""
+
+
 class HostSession:
     """A host and its (lazily opened, then reused) SSH connection."""
 
-    def __init__(self, host: Host, conn: Connection, opener: Callable[[Connection], None]):
+    def __init__(self, host: Host, conn: Connection, opener: Callable[[Connection], None],
+                 channel_timeout: float = CHANNEL_TIMEOUT):
         self.host = host
         self.conn = conn
         self._opener = opener
         self._cut = False
         self._open_lock = threading.Lock()
+        self.channel_timeout = channel_timeout
+
+    @property
+    def cut(self) -> bool:
+        """True once close() was called (Ctrl-C): this session runs nothing more."""
+        return self._cut
 
     def ensure_open(self) -> None:
         """Connect if not connected yet; Unreachable if it cannot."""
@@ -74,7 +92,14 @@ class HostSession:
             stdin: bytes | None = None) -> CommandOutput:
         """Run a shell command on the host; CommandFailed if `check` and it did not succeed."""
         self.ensure_open()
-        out = exec_on(self.conn, command, timeout=timeout, on_line=on_line, stdin=stdin)
+        try:
+            out = exec_on(self.conn, wrap(command, self.host.become), timeout=timeout,
+                          on_line=on_line, stdin=stdin,
+                          channel_timeout=self.channel_timeout)
+        except StoppedAnswering:
+            if self._cut:  # we closed it (Ctrl-C): not the host's doing
+                raise Unreachable("interrupted") from None
+            raise
         if check and not out.ok:
             raise CommandFailed(out)
         return out
@@ -86,18 +111,26 @@ class HostSession:
 
 
 def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
-            on_line: LineCallback | None = None, stdin: bytes | None = None) -> CommandOutput:
+            on_line: LineCallback | None = None, stdin: bytes | None = None,
+            channel_timeout: float = CHANNEL_TIMEOUT) -> CommandOutput:
     """Run `command` on an open connection's own channel, reading stdout and stderr together.
 
     `stdin`, if given, is sent whole and then closed: how file contents travel (over the
     same encrypted channel, without a temporary file readable by others on either side).
+    A connection that dies under the command (the keepalives went unanswered) or a channel
+    that does not open in `channel_timeout` s raise StoppedAnswering: the host is gone, not
+    the command failed.
     """
     start = time.monotonic()
     deadline = start + timeout if timeout else None
     transport = conn.client.get_transport()
     if transport is None or not transport.is_active():
-        raise Unreachable("connection lost")
-    chan = transport.open_session(timeout=30)
+        raise StoppedAnswering("connection lost")
+    try:
+        chan = transport.open_session(timeout=channel_timeout)
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise StoppedAnswering(f"no SSH channel opened within {channel_timeout:g} s ({e})"
+                               if "Timeout" in str(e) else f"connection lost ({e})") from None
     out, err = bytearray(), bytearray()
     lines = _LineSplitter(on_line) if on_line else None
     error: str | None = None
@@ -132,8 +165,8 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
                 elif time.monotonic() - status_at > EOF_GRACE:
                     break
             if chan.closed and not transport.is_active():
-                error = "connection lost while the command ran"
-                break
+                raise StoppedAnswering(f"connection lost after {time.monotonic() - start:.0f} s "
+                                       "of the command")
             wait = 0.5 if status_at is None else 0.05
             if deadline is not None:
                 left = deadline - time.monotonic()
@@ -146,6 +179,8 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
             lines.flush()
         code = None if error else chan.recv_exit_status()
         if code == -1:  # paramiko's value for "closed without an exit status"
+            if not transport.is_active():
+                raise StoppedAnswering("connection closed before the command finished")
             code, error = None, "connection closed before the command finished"
     finally:
         chan.close()

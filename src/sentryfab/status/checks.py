@@ -10,14 +10,24 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import become
 from ..configs.context import SENTRY_DB, settings, web_ports
 from ..containers import cleanup
 from ..containers.spec import specs_for
 from ..inventory import Host, Inventory
+from ..lockinfo import parse_info
 from . import ingestion, parsers
 from .model import HostStatus, Problem, Severity, Value
 from .pipeline import PAYLOAD_POLICY, PAYLOAD_TTL_S, holds_payloads
-from .script import CLEANUP_FACT, DATA_PATHS, FACT_TIMEOUT, INGEST_FACT, PAYLOADS_FACT
+from .script import (
+    CLEANUP_FACT,
+    DATA_PATHS,
+    FACT_TIMEOUT,
+    INGEST_FACT,
+    LOCK_FACT,
+    NGINX_CHANGED_FACT,
+    PAYLOADS_FACT,
+)
 from .thresholds import Levels, duration, evaluate, fmt, human_bytes, levels, severity_of
 
 #: A sample: what the next round compares with (restart counts, counters, queue length).
@@ -33,6 +43,7 @@ class Answer:
     error: str | None
     round_trip: float               # seconds, measured here
     connect_seconds: float | None   # when this round opened the connection
+    stderr: str = ""                # what the script said outside its facts (sudo's refusal)
 
 
 def _scoped(p: Problem | None, scope: str) -> Problem | None:
@@ -46,6 +57,11 @@ def evaluate_host(inv: Inventory, host: Host, answer: Answer, prev: Sample | Non
     out = parsers.split(answer.stdout)
     prev = prev or {}
     sample: Sample = {"t": now}
+    user = become.login_user(inv, host)
+    refused = None if out.complete else become.denial(answer.stderr, user)
+    if refused is not None:  # sudo said no: nothing of the script ran
+        _denied(st, refused)
+        return st, sample
     if not out.complete:
         why = answer.error or f"exit code {answer.exit_code}"
         st.add(Problem("critical", f"status check did not finish: {why}"))
@@ -69,7 +85,16 @@ def evaluate_host(inv: Inventory, host: Host, answer: Answer, prev: Sample | Non
             _db(st, out, lv)
         elif role == "pgbouncer":
             _pgbouncer(st, out, lv, prev, sample, now)
+    _lock(st, out)
+    _permission(st, out, user)
     return st, sample
+
+
+def _lock(st: HostStatus, out: parsers.Output) -> None:
+    """On the lock host: the deploy lock's holder, or None when free (absent: not read)."""
+    sec = out.get(LOCK_FACT)
+    if sec is not None and sec.ok:
+        st.facts["lock"] = parse_info("\n".join(sec.lines))
 
 
 def unreachable(host: Host, error: str, seconds: float) -> HostStatus:
@@ -82,6 +107,30 @@ def failed(host: Host, error: str, seconds: float) -> HostStatus:
     """A host that answered but whose check could not run (the reason says why)."""
     return HostStatus(host, reachable=True, error=error, seconds=seconds,
                       problems=[Problem("critical", f"status check failed: {error}")])
+
+
+# -- permissions -----------------------------------------------------------------------------
+
+_DENIAL_ORDER = ("sudo-password", "sudo-tty", "sudo-missing", "docker", "files")
+
+
+def _permission(st: HostStatus, out: parsers.Output, user: str) -> None:
+    """Facts refused for want of rights make one finding with its fix; the dead services
+    and unreadable logs they would otherwise claim are dropped."""
+    found = [d for sec in out.sections.values() if not sec.ok
+             for d in [become.denial("\n".join(sec.lines), user)] if d is not None]
+    if not found:
+        return
+    d = min(found, key=lambda x: _DENIAL_ORDER.index(x.kind))
+    st.problems = [p for p in st.problems if become.denial(p.message, user) is None]
+    if d.kind == "docker":
+        st.notes = [n for n in st.notes if "docker" not in n]
+    _denied(st, d)
+
+
+def _denied(st: HostStatus, d: become.Denial) -> None:
+    st.add(Problem("critical", d.message()))
+    st.facts["denied"] = d
 
 
 # -- host ------------------------------------------------------------------------------------
@@ -269,6 +318,8 @@ def _nginx(st: HostStatus, out: parsers.Output, prev: Sample, sample: Sample,
         st.add(Problem("warning", "cannot list nginx's upstreams: "
                                   f"{sec.error() if sec else 'no answer'}", scope="nginx"))
     st.facts["upstreams"] = ups
+    sec = out.get(NGINX_CHANGED_FACT)
+    st.facts["nginx_changed"] = parsers.first_int(sec.lines) if sec and sec.ok else None
     m["upstreams"] = len(ups)
     m["upstreams_drained"] = sum(u.drained for u in ups)
     m["upstreams_down"] = sum(not u.drained and not u.probe.ok for u in ups)

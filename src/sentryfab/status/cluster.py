@@ -7,6 +7,7 @@ replica, a PgBouncer pointing elsewhere) or to the cluster view (split-brain, cr
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 from ..configs.context import SENTRY_DB, web_ports
@@ -30,6 +31,7 @@ def analyse(inv: Inventory, statuses: list[HostStatus]) -> ClusterView:
     _web_capacity(inv, view, statuses)
     _queue(view, statuses)
     _ingestion(view, statuses)
+    _permissions(view, statuses)
     return view
 
 
@@ -55,6 +57,8 @@ def _primary(view: ClusterView, statuses: list[HostStatus]) -> None:
             "critical", f"split-brain: {names} are all primaries, each accepting its own "
                         "writes (stop all but one now; fab db.status shows their timelines)",
             scope="cluster", hosts=tuple(view.primaries), roles=("db",)))
+    elif silent and set(silent) <= _denied(statuses):
+        pass  # not seen for want of rights: that finding is the one to act on
     elif not silent:
         view.problems.append(Problem(
             "critical", f"no primary: every database ({', '.join(view.replicas)}) is a "
@@ -152,7 +156,9 @@ def _cron(view: ClusterView, statuses: list[HostStatus]) -> None:
     blind = [st.host.name for st in statuses if st.host.roles and "containers" not in st.facts]
     unseen = f" ({fold_names(blind)} could not be checked)" if blind else ""
     where = ", ".join(f"{h} ({c})" for h, c in running)
-    if not running:
+    if not running and set(blind) & _denied(statuses):
+        pass  # a host that may hold the cron could not be seen for want of rights
+    elif not running:
         view.problems.append(Problem(
             "critical", f"no cron running: scheduled jobs (and requeueing dead workers' events)"
                         f" have stopped{unseen}", scope="cluster",
@@ -195,6 +201,8 @@ def _upstreams(inv: Inventory, statuses: list[HostStatus]) -> None:
                 reported[f"{st.host.address}:{port}"] = st.host.name
         if st.host.has("web") and not st.reachable:
             reported.update({ep: st.host.name for ep in _endpoints_of(st, statuses)})
+    # The lock host's answer: {"lock": holder or None}; no such fact when it was not read.
+    lock = next((s.facts for s in statuses if "lock" in s.facts), None)
     for st in statuses:
         ups: list[parsers.Upstream] = st.facts.get("upstreams", [])
         live = [u for u in ups if not u.drained]
@@ -206,7 +214,7 @@ def _upstreams(inv: Inventory, statuses: list[HostStatus]) -> None:
                                 f"{reported[u.endpoint]}")
         drained = [u.endpoint for u in ups if u.drained]
         if drained:
-            st.notes.append(f"drained for a deploy: {', '.join(drained)}")
+            _drained(st, drained, lock)
         if not lonely or not live:
             continue
         pct = 100.0 * len(lonely) / len(live)
@@ -217,6 +225,24 @@ def _upstreams(inv: Inventory, statuses: list[HostStatus]) -> None:
                            limit=p.limit, scope="nginx"))
 
 
+def _drained(st: HostStatus, drained: list[str], lock: dict | None) -> None:
+    """Upstreams out of rotation are a deploy at work while it holds the lock; with the
+    lock free they are what an interrupted one left behind: capacity lost, a warning."""
+    holder = lock.get("lock") if lock is not None else None
+    if lock is None or holder is not None:
+        who = f" ({holder.describe()})" if holder is not None else ""
+        st.notes.append(f"drained for a deploy{who}: {', '.join(drained)}")
+        return
+    changed = st.facts.get("nginx_changed")
+    since = (" since " + time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(changed))
+             if changed else "")
+    st.add(Problem("warning", f"{len(drained)} upstream(s) out of nginx's rotation{since} "
+                              f"with no deploy running: {', '.join(drained)} (an interrupted "
+                              "deploy? `fab deploy.web` or `fab config.push --roles=nginx` "
+                              "puts them back)", metric="upstreams_drained_idle",
+                   value=len(drained), scope="nginx"))
+
+
 def _endpoints_of(st: HostStatus, statuses: list[HostStatus]) -> list[str]:
     # An unreachable web host: every upstream pointing at its address is explained by that.
     return [u.endpoint for other in statuses for u in other.facts.get("upstreams", [])
@@ -224,7 +250,9 @@ def _endpoints_of(st: HostStatus, statuses: list[HostStatus]) -> list[str]:
 
 
 def _web_capacity(inv: Inventory, view: ClusterView, statuses: list[HostStatus]) -> None:
-    webs = [st for st in statuses if st.host.has("web")]
+    # A host refused before its probes ran (sudo said no) has processes in an unknown state.
+    webs = [st for st in statuses if st.host.has("web")
+            and ("web" in st.facts or "denied" not in st.facts)]
     if not webs:
         return
     total = sum(len(web_ports(inv, st.host)) for st in webs)
@@ -281,3 +309,24 @@ def _ingestion(view: ClusterView, statuses: list[HostStatus]) -> None:
                if "payloads_missing" in st.metrics.get("worker", {})]
     if missing:
         view.payloads_missing = int(sum(v or 0 for v in missing))
+
+
+# -- permissions -----------------------------------------------------------------------------------
+
+def _denied(statuses: list[HostStatus]) -> set[str]:
+    """Hosts whose facts the login may not read (checks.py found why, with the fix)."""
+    return {st.host.name for st in statuses if "denied" in st.facts}
+
+
+def _permissions(view: ClusterView, statuses: list[HostStatus]) -> None:
+    """One line per kind of refusal: 'deploy may not use Docker on 10 hosts: <fix>'."""
+    groups: dict[tuple[str, str, str], list[HostStatus]] = {}
+    for st in statuses:
+        d = st.facts.get("denied")
+        if d is not None:
+            groups.setdefault((d.user, d.what, d.fix), []).append(st)
+    for members in groups.values():
+        d = members[0].facts["denied"]
+        view.problems.append(Problem(
+            "critical", d.summary(len(members)), scope="cluster",
+            hosts=tuple(st.host.name for st in members)))

@@ -91,6 +91,12 @@ def split(stdout: str) -> Output:
     return Output(sections, started, ended)
 
 
+def first_int(lines: tuple[str, ...]) -> int | None:
+    """The first line as a whole number (`stat -c %Y`), None if it is not one."""
+    nums = _ints(lines[0]) if lines else []
+    return nums[0] if len(nums) == 1 else None
+
+
 def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split() if x.lstrip("-").isdigit()]
 

@@ -18,6 +18,7 @@ from ..containers import cleanup
 from ..containers.spec import specs_for
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
+from ..lockinfo import lock_host, status_command
 from ..shell import join, script
 from . import ingestion
 
@@ -185,8 +186,10 @@ def docker_fact() -> Fact:
                  "label=sentryfab.role"])
     inspect = _timed(["docker", "inspect", "--format", INSPECT_FORMAT])
     cli = f"ids=$({ps}) && {{ [ -z \"$ids\" ] || {inspect} $ids; }}"
-    return Fact("docker", f'if [ -z "$DOCKER_HOST" ] && [ -S {sock} ]; then {api}; '
-                          f"else {cli}; fi")
+    # Not writable (a login without Docker's rights): the CLI, which says "permission denied"
+    # where curl would only say it could not connect.
+    return Fact("docker", f'if [ -z "$DOCKER_HOST" ] && [ -S {sock} ] && [ -w {sock} ]; '
+                          f"then {api}; else {cli}; fi")
 
 
 # -- facts per role ----------------------------------------------------------------------------
@@ -218,12 +221,18 @@ def nginx_facts(inv: Inventory, host: Host) -> list[Fact]:
     # The config's servers, then one parallel probe of them all ($u split on purpose).
     probe = (f"u=$({join(['awk', UPSTREAMS_AWK, conf])}) && echo \"$u\" && "
              f"{{ [ -z \"$u\" ] || {curl} $(echo \"$u\" | {to_args}); }}")
-    return [Fact("nginx-status", status), Fact("nginx-upstreams", probe)]
+    # When the rotation last changed: drained upstreams with no deploy running say since when.
+    changed = join(["stat", "-c", "%Y", conf])
+    return [Fact("nginx-status", status), Fact("nginx-upstreams", probe),
+            Fact(NGINX_CHANGED_FACT, changed)]
 
 
 #: The facts that reduce a log of the last minute on the host (ingestion.py).
 INGEST_FACT = "nginx-ingest"
 PAYLOADS_FACT = "worker-payloads"
+#: On the lock host: who holds the deploy lock (nothing when it is free).
+LOCK_FACT = "deploy-lock"
+NGINX_CHANGED_FACT = "nginx-changed"
 CLEANUP_FACT = "cron-cleanup"
 
 
@@ -326,6 +335,8 @@ def jobs_for(inv: Inventory, host: Host) -> list[list[Fact]]:
             jobs.append([pgbouncer_fact(inv, host, first, var[ROLE_SECRETS[role]])])
         elif role == "cron":  # besides its containers (the docker fact): the cleanup's runs
             jobs.append([Fact(CLEANUP_FACT, cleanup.facts_command())])
+    if host.name == lock_host(inv).name:
+        jobs.append([Fact(LOCK_FACT, status_command())])
     return jobs
 
 

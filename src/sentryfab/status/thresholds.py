@@ -46,6 +46,8 @@ METRICS: dict[str, Metric] = {
     "health_ms": Metric("/_health/ answer time", "ms"),
     "web_down_pct": Metric("web processes down", "pct"),
     "upstreams_down_pct": Metric("upstreams unreachable from nginx", "pct"),
+    "upstreams_drained_idle": Metric("upstreams out of rotation with no deploy running",
+                                     "count"),
     "ingest_error_pct": Metric("ingestion errors", "pct"),
     "ingest_missing_endpoint_per_s": Metric("requests to endpoints Sentry 9.1.2 lacks", "rate"),
     "payloads_missing": Metric("payloads found missing in the last minute", "count"),

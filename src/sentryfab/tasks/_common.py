@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.exceptions import Exit
 
-from ..errors import Interrupted, RenderError, SentryfabError
+from ..errors import ChangeInterrupted, Interrupted, RenderError, SentryfabError
 
 # Task modules import their procedures and the rich-based ui inside the task bodies: `fab`
 # starts a new interpreter per command, and `fab run` should not pay for Jinja2 or the lab.
@@ -46,6 +46,11 @@ def handled(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except ChangeInterrupted as e:
+            from ..ui import change as change_ui
+
+            change_ui.interrupted(e)
+            raise Exit(code=e.exit_code) from None
         except Interrupted as e:
             from ..ui import console
             from ..ui import run as run_ui

@@ -24,8 +24,13 @@ def _prepare(runner, inv, targets):
     return secrets, rendered
 
 
-def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, show, json):
-    """Render, then run one procedure over the selected hosts and show its results."""
+def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, show, json,
+                change: str | None = None):
+    """Render, then run one procedure over the selected hosts and show its results; a
+    `change` (config.push, config.rollback) runs inside the guard: lock, audit, Ctrl-C."""
+    from contextlib import nullcontext
+
+    from ..procedures.guard import guarded
     from ..remote import Runner
     from ..results import all_ok
     from ..ui.progress import hosts_progress
@@ -33,10 +38,17 @@ def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, sho
     inv = load_inventory()
     targets = [h for h in selected(inv, roles, hosts, exclude) if h.roles]
     start = time.monotonic()
-    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner:
+    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
+            (guarded(runner, inv, change, hosts=targets, roles=roles or "")
+             if change else nullcontext()) as guard:
         secrets, rendered = _prepare(runner, inv, targets)
+        if guard is not None:
+            guard.at(f"{verb} {len(targets)} host(s)")
+            guard.touch(targets)
         with hosts_progress(verb, len(targets)) as on_done:
             results = run(runner, inv, targets, rendered, secrets, on_done)
+        if guard is not None and not all_ok(results):
+            guard.result = "failed: " + ", ".join(r.host.name for r in results if not r.ok)
     show(results, time.monotonic() - start, as_json=json)
     if not all_ok(results):
         raise Exit(code=1)
@@ -50,8 +62,10 @@ def diff(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, acc
     from ..procedures import configs as procedure
     from ..ui import configs as configs_ui
 
-    _over_hosts("comparing", roles, hosts, exclude, parallel, accept_new,
-                lambda r, inv, t, rd, sec, cb: procedure.diff(r, t, rd, sec, on_done=cb),
+    def compare(runner, inv, targets, rendered, secrets, on_done):
+        return procedure.diff(runner, targets, rendered, secrets, on_done=on_done)
+
+    _over_hosts("comparing", roles, hosts, exclude, parallel, accept_new, compare,
                 configs_ui.show_diff, json)
 
 
@@ -63,9 +77,11 @@ def push(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL, acc
     from ..procedures import configs as procedure
     from ..ui import configs as configs_ui
 
-    _over_hosts("pushing", roles, hosts, exclude, parallel, accept_new,
-                lambda r, inv, t, rd, sec, cb: procedure.push(r, inv, t, rd, sec, on_done=cb),
-                configs_ui.show_push, json)
+    def push_all(runner, inv, targets, rendered, secrets, on_done):
+        return procedure.push(runner, inv, targets, rendered, secrets, on_done=on_done)
+
+    _over_hosts("pushing", roles, hosts, exclude, parallel, accept_new, push_all,
+                configs_ui.show_push, json, change="config.push")
 
 
 @task(auto_shortflags=False, help=helps(*_OPTS))
@@ -76,9 +92,11 @@ def rollback(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
     from ..procedures import configs as procedure
     from ..ui import configs as configs_ui
 
-    _over_hosts("rolling back", roles, hosts, exclude, parallel, accept_new,
-                lambda r, inv, t, rd, sec, cb: procedure.rollback(r, t, rd, on_done=cb),
-                configs_ui.show_push, json)
+    def roll_back(runner, inv, targets, rendered, secrets, on_done):
+        return procedure.rollback(runner, targets, rendered, on_done=on_done)
+
+    _over_hosts("rolling back", roles, hosts, exclude, parallel, accept_new, roll_back,
+                configs_ui.show_push, json, change="config.rollback")
 
 
 ns = Collection("config", diff, push, rollback)

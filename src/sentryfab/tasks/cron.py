@@ -24,14 +24,19 @@ def cleanup_(c, days=None):
     from ..configs.catalog import CONFIG_ROOT
     from ..configs.context import retention
     from ..containers import cleanup
+    from ..procedures.guard import guarded
     from ..remote import Runner
     from ..ui import run as run_ui
 
     inv = load_inventory()
     [host] = inv.with_role("cron")  # validation guarantees exactly one
     keep = int(days) if days is not None else retention(inv)["days"]
-    with Runner(inv) as runner:
+    with Runner(inv) as runner, guarded(runner, inv, "cron.cleanup", hosts=[host],
+                                        days=keep) as change:
+        change.at(f"cleanup --days {keep} on {host.name}")
         [r] = runner.run([host], cleanup.now_command(f"{CONFIG_ROOT}/cron", keep), timeout=3600)
+        if not r.ok:
+            change.result = f"failed: {r.error}"
         log = runner.run([host], f"tail -n 20 {cleanup.LAST_LOG}")[0]
     print(log.stdout, end="")
     run_ui.report([r], r.seconds, show_output=False)

@@ -25,8 +25,9 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
     import time
 
     from ..failover.discover import state_for
-    from ..procedures import audit, capacity, lock
+    from ..procedures import audit
     from ..procedures.deploy import Deployer
+    from ..procedures.guard import guarded
     from ..remote import Runner
     from ..ui import deploy as deploy_ui
 
@@ -45,16 +46,15 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
                 raise UsageError(f"--tag {tag}: {why}")
     secrets = load_secrets(inv)
     start = time.monotonic()
+    involved = [h for h in selected(inv, None, hosts, exclude) if set(h.roles) & set(roles)]
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
-            lock.deploy_lock(runner, inv, action, message, float(wait)):
-        if ignore_capacity:
-            audit.record(runner, [h for h in inv.hosts if h.roles], audit.entry(
-                action, "capacity check skipped (--ignore-capacity)", message=message))
-        else:
-            capacity.preflight(inv, runner, action)
+            guarded(runner, inv, action, hosts=involved, message=message, wait=float(wait),
+                    preflight=action, ignore_capacity=ignore_capacity,
+                    version=tag or "") as change:
         # The primary is where the db hosts say it is (after a failover, not the inventory's).
+        change.at("discovering the primary")
         state = state_for(runner, inv, [h for h in inv.hosts if set(h.roles) & set(roles)])
-        d = Deployer(runner, inv, secrets, state, on_event=deploy_ui.event)
+        d = Deployer(runner, inv, secrets, state, on_event=deploy_ui.event, change=change)
         reports = []
         def migrate() -> None:
             deploy_ui.event("migrate", f"schema migrated on {d.migrate(tag)}")
@@ -77,6 +77,7 @@ def _deploy(roles: tuple[str, ...], *, hosts=None, exclude=None, tag=None, batch
             if touched:  # sentryfab.deploy.<role>:1|c, a marker on the dashboards
                 _count(inv, f"{action}.{role}", report.ok)
             if not report.ok:
+                change.result = f"failed: {role}: {report.stopped or 'hosts failed'}"
                 break
         deploy_ui.show(reports, time.monotonic() - start, as_json=json)
     if not all(r.ok for r in reports):
@@ -132,8 +133,9 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
 
     from ..errors import UsageError
     from ..failover.discover import state_for
-    from ..procedures import audit, lock
+    from ..procedures import audit
     from ..procedures.deploy import Deployer
+    from ..procedures.guard import guarded
     from ..remote import Runner
     from ..roles import expand_role
     from ..selection import split_words
@@ -147,9 +149,10 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
     start = time.monotonic()
     reports = []
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
-            lock.deploy_lock(runner, inv, "rollback", message, float(wait)):
+            guarded(runner, inv, "rollback", hosts=targets, message=message,
+                    wait=float(wait)) as change:
         d = Deployer(runner, inv, load_secrets(inv), state_for(runner, inv, targets),
-                     on_event=deploy_ui.event)
+                     on_event=deploy_ui.event, change=change)
         for role in wanted:
             group = [h for h in targets if h.has(role)]
             if not group:
@@ -162,6 +165,7 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
                 version=",".join(sorted({o.after or "?" for o in report.outcomes}))))
             _count(inv, f"rollback.{role}", report.ok)
             if not report.ok:
+                change.result = f"failed: {role}: {report.stopped or 'hosts failed'}"
                 break
     deploy_ui.show(reports, time.monotonic() - start, as_json=json)
     if not all(r.ok for r in reports):
@@ -175,16 +179,16 @@ def rollback(c, roles=None, hosts=None, exclude=None, tag=None, batch=None, max_
 def migrate(c, tag=None, message=""):
     """Run the schema migrations now, once, on the first web host (deploys do it themselves)."""
     from ..configs.context import initial_state
-    from ..procedures import audit, lock
     from ..procedures.deploy import Deployer
+    from ..procedures.guard import guarded
     from ..remote import Runner
     from ..ui import deploy as deploy_ui
 
     inv = load_inventory()
-    with Runner(inv) as runner, lock.deploy_lock(runner, inv, "migrate", message):
-        where = Deployer(runner, inv, load_secrets(inv), initial_state(inv)).migrate(tag)
-        audit.record(runner, [inv.host(where)], audit.entry("migrate", "ok", version=tag or "",
-                                                            message=message))
+    with Runner(inv) as runner, guarded(runner, inv, "migrate", hosts=inv.with_role("web")[:1],
+                                        message=message, version=tag or "") as change:
+        where = Deployer(runner, inv, load_secrets(inv), initial_state(inv),
+                         change=change).migrate(tag)
     deploy_ui.event("migrate", f"schema migrated on {where}")
 
 

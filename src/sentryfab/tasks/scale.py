@@ -24,8 +24,8 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
     from ..configs.context import initial_state, web_ports
     from ..errors import UsageError
     from ..inventory_edit import set_role_var
-    from ..procedures import audit, capacity, lock
     from ..procedures.deploy import Deployer
+    from ..procedures.guard import guarded
     from ..remote import Runner
     from ..ui import deploy as deploy_ui
 
@@ -48,22 +48,18 @@ def _scale(role: str, processes, hosts, exclude, batch, parallel, accept_new, js
             f"'processes' in their vars first)")
     start = time.monotonic()
     with Runner(scaled, parallel=int(parallel), accept_new=accept_new) as runner, \
-            lock.deploy_lock(runner, scaled, f"{role}.scale", message):
-        if ignore_capacity:
-            audit.record(runner, targets, audit.entry(
-                f"{role}.scale", "capacity check skipped (--ignore-capacity)", processes=n,
-                message=message))
-        else:
-            capacity.preflight(scaled, runner, f"{role}.scale --processes {n}")
+            guarded(runner, scaled, f"{role}.scale", hosts=targets, message=message,
+                    preflight=f"{role}.scale --processes {n}",
+                    ignore_capacity=ignore_capacity, processes=n) as change:
         d = Deployer(runner, scaled, load_secrets(inv), initial_state(inv),
                      on_event=deploy_ui.event,
                      scaling_from={h.name: len(web_ports(inv, h)) for h in targets}
-                     if role == "web" else {})
+                     if role == "web" else {}, change=change)
         report = d.deploy_role(role, targets, batch=batch, count=n)
-        audit.record(runner, targets, audit.entry(
-            f"{role}.scale", "ok" if report.ok else "failed", processes=n, message=message,
-            hosts=[h.name for h in targets]))
+        if not report.ok:
+            change.result = f"failed: {report.stopped or 'hosts failed'}"
         if report.ok and report.changed and role == "web":
+            change.at("nginx: the new processes into rotation")
             d.push_nginx()  # nginx now lists exactly the new processes
     deploy_ui.show([report], time.monotonic() - start, as_json=json)
     if not report.ok:

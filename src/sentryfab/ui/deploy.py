@@ -9,7 +9,8 @@ from ..procedures.deploy import RoleReport
 from .console import err, out, print_json
 
 STATE_STYLE = {"unchanged": "dim", "updated": "green", "reloaded": "cyan",
-               "rolled back": "yellow", "failed": "red", "not reached": "magenta"}
+               "rolled back": "yellow", "failed": "red", "unreachable": "red bold",
+               "not reached": "magenta"}
 
 
 def event(role: str, message: str) -> None:
