@@ -58,9 +58,11 @@ class Denial:
         """One host's finding: '<user> may not use Docker: <fix> (<evidence>)'."""
         return f"{self.user} may not {self.what}: {self.fix} ({self.evidence})"
 
-    def summary(self, count: int) -> str:
-        """The cluster's line: 'deploy may not use Docker on 10 hosts: <fix>'."""
-        return f"{self.user} may not {self.what} on {count} host{'s' * (count != 1)}: {self.fix}"
+    def summary(self, count: int, names: str = "") -> str:
+        """The cluster's line: 'deploy may not use Docker on 10 hosts: <fix>' (the hosts'
+        names in brackets after the count when given)."""
+        on = f"{count} host{'s' * (count != 1)}" + (f" ({names})" if names else "")
+        return f"{self.user} may not {self.what} on {on}: {self.fix}"
 
 
 _SUDO_PASSWORD = re.compile(r"sudo: (a password is required|a terminal is required)"
@@ -132,12 +134,8 @@ def summaries(refused: dict[str, Denial]) -> list[str]:
     groups: dict[tuple[str, str, str], list[str]] = {}
     for host, d in refused.items():
         groups.setdefault((d.user, d.what, d.fix), []).append(host)
-    out = []
-    for hosts in groups.values():
-        d = refused[hosts[0]]
-        head, fix = d.summary(len(hosts)).split(": ", 1)
-        out.append(f"{head} ({fold_names(hosts)}): {fix}")
-    return out
+    return [refused[hosts[0]].summary(len(hosts), fold_names(hosts))
+            for hosts in groups.values()]
 
 
 def permission_problem(stderr: str, user: str) -> str | None:

@@ -150,14 +150,16 @@ def test_changes_without_become_stop_at_the_lock_with_the_fix(invs):
 
 def web_release(inv: Path) -> str:
     """The one release the web hosts run (waiting out another test's rollout)."""
+    command = ("docker ps --filter label=sentryfab.role=web "
+               "--format '{{.Label \"sentryfab.version\"}}'")
+    found: set[str] = set()
     for _ in range(30):
-        found = set(run_on(inv, "web-1,web-2", "docker ps --filter label=sentryfab.role=web "
-                                               "--format '{{.Label \"sentryfab.version\"}}'")
-                    .values())
-        if len(found) == 1 and "\n" not in next(iter(found)):
-            return next(iter(found))
+        proc = fab("run", "--json", "--hosts=web-1,web-2", command, inv=inv)
+        found = {v for r in json.loads(proc.stdout or "[]") for v in r["stdout"].split()}
+        if proc.returncode == 0 and len(found) == 1:
+            return found.pop()
         time.sleep(5)
-    raise AssertionError(f"web runs several releases: {found}")
+    raise AssertionError(f"web runs several releases, or no web host answers: {found}")
 
 
 def _nginx_conf(count: int) -> str:
@@ -175,11 +177,14 @@ def test_deploy_and_config_push_through_sudo(invs, tmp_path):
     assert {h["host"]: h["state"] for r in json.loads(proc.stdout) for h in r["hosts"]} == \
         {"nginx-1": "reloaded"}
     assert run_on(invs["sudo"], "nginx-1", _nginx_conf(4095)) == {"nginx-1": "1\nroot 644"}
-    # At the release web runs now: nothing to roll out, and nothing of another test's undone.
+    # At the release web runs now, so as not to undo another test's: up to date, or (on a
+    # lab another test just left with a container down) replaced and healthy again.
     web = ok(change("deploy.web", "--json", f"--tag={web_release(invs['sudo'])}",
                     inv=invs["sudo"], timeout=600))
-    assert {h["host"]: h["state"] for r in json.loads(web.stdout) if r["role"] == "web"
-            for h in r["hosts"]} == {"web-1": "unchanged", "web-2": "unchanged"}
+    states = {h["host"]: h["state"] for r in json.loads(web.stdout) if r["role"] == "web"
+              for h in r["hosts"]}
+    assert set(states) == {"web-1", "web-2"} and set(states.values()) <= {"unchanged",
+                                                                          "updated"}, states
     push = ok(change("config.push", "--roles=nginx", "--json", inv=invs["sudo"]))
     assert {r["host"]: r["updated"] for r in json.loads(push.stdout)} == \
         {"nginx-1": ["/etc/sentryfab/nginx/nginx.conf"]}
@@ -229,3 +234,32 @@ def test_switchover_and_back_through_sudo(invs):
     assert all(b["points_to"] == "db-1" and not b["paused"] for b in t["pgbouncers"])
     print(f"\nswitchover paused clients {there['paused_seconds']:.2f} s there, "
           f"{back['paused_seconds']:.2f} s back")
+
+
+# -- the lab's user ------------------------------------------------------------------------------
+
+def test_the_lab_s_user_is_made_once_and_removed_without_a_trace(lab):
+    """What lab.up does for `deploy`, and lab.down undoes, on a user of this test's own."""
+    import pwd
+
+    from sentryfab.lab import deploy_user
+
+    user = "sfb-become-test"
+    pubkey = (LAB_INVENTORY.parent / "id_ed25519.pub").read_text()
+    try:
+        made = deploy_user.ensure(pubkey, user)
+        assert made == [f"created user {user} (sudo without a password)",
+                        f"authorized the lab key for {user}",
+                        f"wrote /etc/sudoers.d/sentryfab-lab-{user}"]
+        assert deploy_user.ensure(pubkey, user) == []  # lab.up again changes nothing
+        home = Path(pwd.getpwnam(user).pw_dir)
+        keys = home / ".ssh" / "authorized_keys"
+        assert keys.read_text() == pubkey and oct(keys.stat().st_mode & 0o777) == "0o600"
+        assert keys.stat().st_uid == pwd.getpwnam(user).pw_uid
+    finally:
+        removed = deploy_user.remove(user)
+    assert removed == [f"removed /etc/sudoers.d/sentryfab-lab-{user}", f"removed user {user}"]
+    with pytest.raises(KeyError):
+        pwd.getpwnam(user)
+    assert not home.exists() and not deploy_user.sudoers_path(user).exists()
+    assert deploy_user.remove(user) == []

@@ -122,6 +122,7 @@ def test_ctrl_c_at_each_step_of_a_rollout_puts_hosts_back_and_frees_the_lock(inv
 def test_status_warns_about_hosts_left_out_of_rotation_with_no_deploy_running(inv):
     """A deploy SIGKILLed mid-drain (no finally runs) leaves web-1 out of nginx's rotation
     and its lock held; once the lock is freed, status calls the drain what it is."""
+    assert fab("deploy.web", "--tag", FIRST, timeout=900).returncode == 0  # a known start
     proc = start_deploy("--tag", OTHER)
     wait_for_line(proc, "out of nginx's rotation")
     proc.kill()
@@ -146,6 +147,7 @@ def test_a_web_host_whose_link_goes_down_mid_rollout_is_unreachable_within_secon
     reported unreachable ("stopped answering during ..."), stays out of nginx's rotation,
     the lock is free and the audit says so."""
     veth = next(h.veth for h in topology.role_hosts() if h.name == "web-1")
+    assert fab("deploy.web", "--tag", FIRST, timeout=900).returncode == 0  # a known start
     proc = start_deploy("--tag", OTHER, "--json")
     try:
         wait_for_line(proc, "batch 1/2")

@@ -128,8 +128,7 @@ CLOSED = {(): inventory.TOP_KEYS, ("ssh",): inventory.SSH_KEYS,
           ("sentry", "filestore"): inventory.FILESTORE_KEYS,
           **{("hosts", h): inventory.HOST_KEYS for h in REF["hosts"]}}
 #: Characters validation refuses inside a string (escaped by the dumper, so YAML reads them).
-CONTROL = [chr(c) for c in range(0x20) if c not in (0x0a,)] + ["\x0a", "\x7f", "\x85", "\x9b",
-                                                                "\u2028", "\u2029"]
+CONTROL = [chr(c) for c in range(0x20)] + ["\x7f", "\x85", "\x9b", "\u2028", "\u2029"]
 #: Characters YAML itself refuses when written raw in the file.
 RAW_BAD = [chr(c) for c in range(0x20) if c not in (0x09, 0x0a, 0x0d)] + [
     "\x7f", "\x80", "\x9f", "\ufffe", "\uffff"]
@@ -362,23 +361,32 @@ MALFORMED = st.one_of(wrong_type(), unknown_key(), control_char(), raw_char(), d
                       huge(), not_utf8(), broken())
 
 
-def check_refused(path: Path, kind: str) -> float:
-    """Load `path` as the CLI does; the problems it must raise; the seconds it took."""
+def _timed_load(path: Path) -> tuple[float, InventoryError | None]:
     t0 = time.perf_counter()
     try:
         inventory.load(path)
     except InventoryError as e:
-        took = time.perf_counter() - t0
-        assert e.exit_code == 2
-        assert e.problems, kind
-        for problem in e.problems:
-            assert LOCATED.match(problem), (kind, problem[:300])
-            assert "\n" not in problem and not inventory.CONTROL_RE.search(problem), (
-                kind, problem[:300])
-            assert len(problem) <= 2000, (kind, problem[:300])
-        assert took < LIMIT_S, (kind, took)
-        return took
-    raise AssertionError(f"accepted a malformed inventory: {kind}")
+        return time.perf_counter() - t0, e
+    return time.perf_counter() - t0, None
+
+
+def check_refused(path: Path, kind: str) -> float:
+    """Load `path` as the CLI does; the problems it must raise; the seconds it took (a case
+    over the limit is timed again: slow twice is slow, once is another process or the GC).
+    Any exception but InventoryError escapes and fails the test."""
+    took, error = _timed_load(path)
+    assert error is not None, f"accepted a malformed inventory: {kind}"
+    if took >= LIMIT_S:
+        took = min(took, _timed_load(path)[0])
+    assert error.exit_code == 2
+    assert error.problems, kind
+    for problem in error.problems:
+        assert LOCATED.match(problem), (kind, problem[:300])
+        assert "\n" not in problem and not inventory.CONTROL_RE.search(problem), (
+            kind, problem[:300])
+        assert len(problem) <= 2000, (kind, problem[:300])
+    assert took < LIMIT_S, (kind, took)
+    return took
 
 
 def test_malformed_inventories_at_volume_exit_2_located_and_fast(tmp_path: Path) -> None:

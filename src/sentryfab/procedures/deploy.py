@@ -481,7 +481,7 @@ class Deployer:
 def _lost(h: Host, r) -> HostOutcome:
     """The outcome of a host whose step raised: failed, or unreachable (it stopped
     answering: what it runs now is unknown)."""
-    state = "unreachable" if r.state == "unreachable" else "failed"
+    state = "unreachable" if r.status == "unreachable" else "failed"
     return HostOutcome(h.name, None, None, state, r.error or "")
 
 

@@ -29,7 +29,7 @@ from ..remote.session import CommandFailed
 from ..secrets import Secrets
 from . import audit
 from .configs import stamp
-from .guard import guarded
+from .guard import guarded, steps_run_to_their_end
 
 KINDS = ("switchover", "failover", "rejoin", "degrade", "restore")
 
@@ -207,43 +207,55 @@ def execute(ctx: Run, audit_hosts: list[Host], message: str, on_step: StepEvent)
 
     log(audit.entry(kind, "started", target=plan.target, steps=plan.actions(),
                     message=message))
-    for i, step in enumerate(plan.steps, start=1):
-        on_step("start", i, total, step, "")
-        t0 = time.monotonic()
-        if step.action == "pause" and paused_at is None:
-            paused_at = t0
-        try:
-            detail = ACTIONS[step.action](ctx, step)
-        except (SentryfabError, CommandFailed, Unreachable, KeyboardInterrupt) as e:
-            interrupted = isinstance(e, KeyboardInterrupt | Interrupted)
-            why = "interrupted (Ctrl-C)" if interrupted else str(e)
-            why = ctx.secrets.mask(why)
-            if interrupted:  # a fan-out's Ctrl-C closed the connections the undo needs
-                ctx.runner.revive()
+
+    def stop(i: int, step: Step, why: str, interrupted: bool) -> Report:
+        # What ran is put back (as far as it can be), the end written, and a Ctrl-C passed on.
+        if interrupted:  # a fan-out's Ctrl-C may have closed the connections the undo needs
+            ctx.runner.revive()
+        report.undone = _undo(ctx, on_step, total)
+        if paused_at is not None and report.paused_seconds is None:
+            report.paused_seconds = time.monotonic() - paused_at
+        report.error = _failure(plan, i, step, why, report.undone)
+        report.seconds = time.monotonic() - start
+        log(audit.entry(kind, "interrupted" if interrupted else "failed", target=plan.target,
+                        error=report.error, undone=report.undone, message=message))
+        if interrupted:
+            raise KeyboardInterrupt
+        return report
+
+    current = ""
+    # Ctrl-C lets the step under way finish: a remote command cut off keeps running on its
+    # host (a PAUSE, a `docker stop`), and the undo would race it (RESUME before the PAUSE
+    # it undoes: clients left waiting). Every step is bounded by its own timeout.
+    with steps_run_to_their_end(lambda: current) as ctrl_c:
+        for i, step in enumerate(plan.steps, start=1):
+            current = f"step {i}/{total} ({step.action} on {step.host})"
+            on_step("start", i, total, step, "")
+            t0 = time.monotonic()
+            if step.action == "pause" and paused_at is None:
+                paused_at = t0
+            try:
+                detail = ACTIONS[step.action](ctx, step)
+            except (SentryfabError, CommandFailed, Unreachable, KeyboardInterrupt) as e:
+                interrupted = ctrl_c.requested or isinstance(e, KeyboardInterrupt | Interrupted)
+                why = ctx.secrets.mask("interrupted (Ctrl-C)" if interrupted else str(e))
+                now = time.monotonic()
+                report.steps.append(StepReport(step, "failed", why, now - t0, now - start))
+                on_step("failed", i, total, step, why)
+                log(audit.entry(f"{kind}.step", "failed", step=step.action, host=step.host,
+                                detail=why))
+                return stop(i, step, why, interrupted)
             now = time.monotonic()
-            report.steps.append(StepReport(step, "failed", why, now - t0, now - start))
-            on_step("failed", i, total, step, why)
-            report.undone = _undo(ctx, on_step, total)
-            if paused_at is not None and report.paused_seconds is None:
-                report.paused_seconds = time.monotonic() - paused_at
-            log(audit.entry(f"{kind}.step", "failed", step=step.action, host=step.host,
-                            detail=why))
-            report.error = _failure(plan, i, step, why, report.undone)
-            report.seconds = time.monotonic() - start
-            log(audit.entry(kind, "failed", target=plan.target, error=report.error,
-                            undone=report.undone, message=message))
-            if interrupted:
-                raise
-            return report
-        now = time.monotonic()
-        report.steps.append(StepReport(step, "done", detail, now - t0, now - start))
-        on_step("done", i, total, step, detail)
-        if i == last_resume and paused_at is not None:
-            report.paused_seconds = now - paused_at
-        if step.action == "verify_write" and report.write_after is None:
-            report.write_after = now - start
-        log(audit.entry(f"{kind}.step", "ok", step=step.action, host=step.host,
-                        detail=detail))
+            report.steps.append(StepReport(step, "done", detail, now - t0, now - start))
+            on_step("done", i, total, step, detail)
+            if i == last_resume and paused_at is not None:
+                report.paused_seconds = now - paused_at
+            if step.action == "verify_write" and report.write_after is None:
+                report.write_after = now - start
+            log(audit.entry(f"{kind}.step", "ok", step=step.action, host=step.host,
+                            detail=detail))
+            if ctrl_c.requested and i < total:
+                return stop(i, step, "interrupted (Ctrl-C) after this step", True)
     report.seconds = time.monotonic() - start
     log(audit.entry(kind, "ok", target=plan.target, seconds=round(report.seconds, 3),
                     paused_seconds=None if report.paused_seconds is None

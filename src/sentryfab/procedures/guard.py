@@ -140,6 +140,37 @@ def _record(runner: Runner, change: Change, rec: dict[str, Any]) -> None:
     audit.record(runner, hosts, rec)
 
 
+@dataclass
+class CtrlC:
+    """Whether Ctrl-C was pressed while steps_run_to_their_end held it back."""
+
+    requested: bool = False
+
+
+@contextmanager
+def steps_run_to_their_end(current: Callable[[], str]) -> Iterator[CtrlC]:
+    """Ctrl-C inside the block is noted, not raised: the caller checks `.requested` after
+    each step and stops there. For steps whose remote command, once sent, runs on to its
+    end whatever we do (so undoing it mid-way would race it)."""
+    flag = CtrlC()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def note(signum: int, frame: object) -> None:
+        import sys
+
+        flag.requested = True
+        print(f"Ctrl-C: {current()} runs to its end, then what ran is put back",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, note)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @contextmanager
 def _sigint_deferred() -> Iterator[None]:
     """While putting things back, a second Ctrl-C says to wait instead of leaving a half."""
