@@ -34,10 +34,10 @@ if Path(sys.executable) != VENV_PYTHON and VENV_PYTHON.exists() and __name__ == 
 
 sys.path.insert(0, str(REPO / "src"))
 from sentryfab import inventory  # noqa: E402
-from sentryfab.failover.discover import cluster_state  # noqa: E402
 from sentryfab.lab import sentry_project  # noqa: E402
 from sentryfab.lab.topology import NETNS_PREFIX  # noqa: E402
 from sentryfab.procedures import tier_probe  # noqa: E402
+from sentryfab.procedures.discover import cluster_state  # noqa: E402
 from sentryfab.remote import Runner  # noqa: E402
 
 LAB_INVENTORY = REPO / "lab" / "hosts.yaml"

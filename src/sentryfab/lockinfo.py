@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .inventory import Host, Inventory
-from .shell import join
+from .shell import chain, join, quiet
 
 LOCK_DIR = "/var/lib/sentryfab/deploy.lock"
 HELD = 3  # exit code of acquire() when someone else holds the lock
@@ -77,13 +77,18 @@ def acquire_command(info: LockInfo) -> str:
 
 def release_command(token: str) -> str:
     """Remove the lock only if `token`'s holder still has it (never a newer holder's)."""
-    return (f"if grep -qF {join([token])} {join([LOCK_DIR + '/info'])} 2>/dev/null; "
-            f"then rm -rf {join([LOCK_DIR])}; fi")
+    return (f"if {quiet(join(['grep', '-qF', token, LOCK_DIR + '/info']))}; "
+            f"then {join(['rm', '-rf', LOCK_DIR])}; fi")
+
+
+def force_release_command(token: str) -> str:
+    """release_command(), then exit 0 only if no lock is left (lock.release's answer)."""
+    return chain(release_command(token), f"[ ! -e {join([LOCK_DIR])} ]")
 
 
 def status_command() -> str:
     """The holder's details, or nothing when the lock is free."""
-    return f"cat {join([LOCK_DIR + '/info'])} 2>/dev/null; true"
+    return chain(quiet(join(["cat", LOCK_DIR + "/info"])), "true")
 
 
 def parse_info(text: str) -> LockInfo | None:

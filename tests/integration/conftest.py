@@ -46,8 +46,8 @@ def fab(*args: str, env: dict | None = None, inv: Path | None = None,
 
 def project_key(inv) -> str:
     """The DSN public key of the lab Sentry's project, read from the primary's database."""
-    from sentryfab.failover.discover import cluster_state
     from sentryfab.lab import sentry_project
+    from sentryfab.procedures.discover import cluster_state
     from sentryfab.remote import Runner
 
     with Runner(inv) as r:

@@ -95,13 +95,19 @@ def test_config_rejected_by_nginx_t_is_not_activated_and_nginx_keeps_serving(run
                                                                            tmp_path):
     good, s = running_nginx
     live_before = s.run("sha256sum /etc/sentryfab/nginx/nginx.conf").stdout
-    bad = inventory_copy(tmp_path, lambda d: d["roles"]["nginx"].update(max_fails="two"))
+    # A value of the wrong type never gets that far: refused before rendering, exit 2.
+    typo = inventory_copy(tmp_path, lambda d: d["roles"]["nginx"].update(max_fails="two"))
+    refused = push(typo, "--roles=nginx")
+    assert refused.returncode == 2 and "roles/nginx/max_fails" in refused.stderr, refused.stderr
+    # A whole number past what nginx can hold (8.8e12 MiB) passes our types; nginx -t says no.
+    bad = inventory_copy(tmp_path, lambda d: d["roles"]["web"].update(
+        max_body_mb=9_000_000_000_000))
     proc = push(bad, "--roles=nginx")
-    assert proc.returncode == 1
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     [r] = json.loads(proc.stdout)
     assert r["status"] == "failed"
     assert "rejected by nginx check" in r["error"]
-    assert 'invalid parameter "max_fails=two"' in r["error"] or "max_fails" in r["error"]
+    assert '"client_max_body_size" directive invalid value' in r["error"], r["error"]
     assert "nothing activated on this host" in r["error"]
     assert s.run("sha256sum /etc/sentryfab/nginx/nginx.conf").stdout == live_before
     assert s.run(f"test -e {candidate_path('/etc/sentryfab/nginx/nginx.conf')}").exit_code == 1
@@ -165,6 +171,10 @@ def test_a_push_killed_midway_leaves_whole_files_and_the_next_push_finishes(lab,
             changed += live[host].get(path) == digest != old[host][path]
     assert 0 < changed  # it was really cut off midway ...
     assert live != new  # ... not after the end
+    # SIGKILL runs no finally: the lock stays, and says its holder is gone and how to free it.
+    held = push(inv)
+    assert held.returncode == 1 and "stale: its process" in held.stderr, held.stderr
+    assert fab("lock.release", "--yes", inv=inv).returncode == 0
     again = push(inv)
     assert again.returncode == 0, again.stdout
     assert live_sums(inv) == new

@@ -35,7 +35,7 @@ def run_on(inv, host: str, command: str, stdin: bytes | None = None,
 
 
 def verify(inv, ids: Path, wait: float = 240) -> load.VerifyReport:
-    from sentryfab.failover.discover import cluster_state
+    from sentryfab.procedures.discover import cluster_state
 
     with Runner(inv) as r:
         return load.verify(r, inv.host(cluster_state(r, inv).primary), ids, wait=wait)
@@ -96,7 +96,7 @@ def test_the_real_raven_client_sends_and_every_event_is_stored(inv, tmp_path):
     from raven.transport.http import HTTPTransport
 
     with Runner(inv) as r:
-        from sentryfab.failover.discover import cluster_state
+        from sentryfab.procedures.discover import cluster_state
 
         dsn = sentry_project.dsn(r, inv, inv.host(cluster_state(r, inv).primary))
     # Synchronous transport: the threaded default drops what is queued when a sender exits.
@@ -180,7 +180,7 @@ ORG, PROJECT = "sentry", "internal"  # what Sentry's first `upgrade` makes
 
 def api_token(inv) -> str:
     """A Sentry API token of the organization's owner, made with Sentry's own models."""
-    from sentryfab.failover.discover import cluster_state
+    from sentryfab.procedures.discover import cluster_state
 
     with Runner(inv) as r:
         sentry_project.ensure_owner(r, inv, inv.host(cluster_state(r, inv).primary))
@@ -290,7 +290,7 @@ def test_the_daily_cleanup_deletes_exactly_the_events_older_than_the_retention(i
     their body, as if received 100 days ago); `fab cron.cleanup` runs Sentry's own
     `cleanup --days 90`: exactly those 12 are gone, the other 18 are all there, and status
     shows the run."""
-    from sentryfab.failover.discover import cluster_state
+    from sentryfab.procedures.discover import cluster_state
 
     report = send_load(inv, 10, 3, tmp_path)
     assert report.accepted == 30, report.as_record()

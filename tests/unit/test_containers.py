@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from sentryfab import inventory
-from sentryfab.containers import docker
+from sentryfab.containers import docker, releases
 from sentryfab.containers.spec import specs_for
 from sentryfab.errors import SentryfabError
+from sentryfab.roles import ROLES
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -117,19 +119,21 @@ def test_a_drain_waits_for_the_open_requests_then_goes_on():
     assert health.until_no_requests([]) == "true"
     if not shutil.which("ss"):
         pytest.skip("ss (iproute2) is not installed here")
+    # The same loop on a short clock (4 looks 50 ms apart): the suite need not wait a second.
+    deadline, interval = 0.2, 0.05
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
     client = socket.create_connection(("127.0.0.1", port))
     accepted, _ = server.accept()
     try:
         t0 = time.monotonic()
-        busy = subprocess.run(["sh", "-c", health.until_no_requests([port], timeout=1)])
-        assert busy.returncode == 1 and time.monotonic() - t0 >= 0.9
+        busy = subprocess.run(["sh", "-c", health.until_no_requests([port], deadline, interval)])
+        assert busy.returncode == 1 and time.monotonic() - t0 >= 0.9 * deadline
     finally:
         client.close()
         accepted.close()
         server.close()
-    idle = subprocess.run(["sh", "-c", health.until_no_requests([port], timeout=1)])
+    idle = subprocess.run(["sh", "-c", health.until_no_requests([port], deadline, interval)])
     assert idle.returncode == 0
 
 
@@ -159,3 +163,32 @@ def test_standby_settings_quote_a_nasty_replication_password_for_libpq_then_the_
     assert postgres.replica_stdin("h", 1, "db-2", "pw").startswith(b"pw\nprimary_conninfo = ")
     with pytest.raises(SentryfabError, match="line break"):
         postgres.replica_stdin("h", 1, "db-2", "a\nb")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_release_history_commands_are_the_strings_deploy_sent_before(role):
+    # procedures/deploy.py built them in place before they moved to containers/releases.py.
+    old_record = (f"mkdir -p /var/lib/sentryfab/releases && printf '%s %s\\n' "
+                  f"20260101T000000.000000Z 9.1.2 >> /var/lib/sentryfab/releases/{role}")
+    assert releases.record_command(role, "9.1.2", "20260101T000000.000000Z") == old_record
+    assert releases.last_two_command(role) == \
+        f"tail -n 2 /var/lib/sentryfab/releases/{role} 2>/dev/null; true"
+
+
+def test_release_history_exact_and_read_back_in_a_real_shell(tmp_path):
+    assert releases.record_command("web", "", "T1") == (
+        "mkdir -p /var/lib/sentryfab/releases && printf '%s %s\\n' T1 '' "
+        ">> /var/lib/sentryfab/releases/web")
+
+    def here(cmd: str) -> str:
+        cmd = cmd.replace(releases.RELEASES, str(tmp_path / "releases"))
+        return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True,
+                              check=True).stdout
+
+    assert releases.parse_last_two(here(releases.last_two_command("web"))) is None
+    here(releases.record_command("web", "9.1.1", "20260101T000000.000000Z"))
+    assert releases.parse_last_two(here(releases.last_two_command("web"))) is None
+    here(releases.record_command("web", "9.1.2", "20260102T000000.000000Z"))
+    here(releases.record_command("web", "9.1.3", "20260103T000000.000000Z"))
+    assert releases.parse_last_two(here(releases.last_two_command("web"))) == \
+        ("9.1.3", "9.1.2")  # (current, previous)

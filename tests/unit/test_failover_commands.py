@@ -12,13 +12,14 @@ import pytest
 from sentryfab import inventory
 from sentryfab.configs.context import ClusterState
 from sentryfab.containers import postgres as pg
-from sentryfab.failover import commands as c
-from sentryfab.failover.context import Run, StepFailed, Undo
-from sentryfab.failover.discover import UnknownPrimary, state_of
-from sentryfab.failover.model import DbNode, Marker, Topology
-from sentryfab.plans.failover import Options, Plan, Step
+from sentryfab.plans.failover import Action, Options, Plan, Step
 from sentryfab.procedures import failover as procedure
+from sentryfab.procedures.failover_steps.context import Run, StepFailed, Undo
 from sentryfab.secrets import Secrets
+from sentryfab.topology import db_commands as c
+from sentryfab.topology.model import DbNode, Marker, Topology
+from sentryfab.topology.pgbouncer import ShowDatabases, WriteProbe, admin_console
+from sentryfab.topology.state import UnknownPrimary, state_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,18 +115,45 @@ def test_links_planted_by_the_postgres_uid_move_nothing_outside(tmp_path, reques
 
 
 def test_admin_console_commands_are_arguments_and_the_password_is_stdin():
-    assert c.bouncer_admin("sentry-pgbouncer-1", "10.0.0.9", 6432, "RELOAD",
-                           "SHOW DATABASES") == (
+    assert admin_console("sentry-pgbouncer-1", "10.0.0.9", 6432, "RELOAD",
+                         "SHOW DATABASES") == (
         "timeout 10 docker exec -i sentry-pgbouncer-1 sh -c 'PGPASSWORD=$(cat) exec psql -X -A "
         "-F \"|\" -h \"$1\" -p \"$2\" -U pgbouncer -d pgbouncer -c \"$3\" -c \"$4\"' sh 10.0.0.9 "
         "6432 RELOAD 'SHOW DATABASES'")
 
 
 def test_write_probe_needs_a_writable_primary():
-    cmd = c.write_probe("sentry-pgbouncer-1", "10.0.0.9", 6432, "sentry", "sentry")
+    cmd = WriteProbe.command("sentry-pgbouncer-1", "10.0.0.9", 6432, "sentry", "sentry")
     assert cmd.endswith("sh 10.0.0.9 6432 sentry sentry 'select '\"'\"'write|'\"'\"' || "
                         "txid_current() || '\"'\"'|'\"'\"' || host(inet_server_addr())'")
     assert "PGPASSWORD=$(cat)" in cmd
+
+
+def test_show_databases_is_the_admin_console_s_last_command():
+    assert ShowDatabases.command("sentry-pgbouncer-1", "10.0.0.9", 6432, "RELOAD") == \
+        admin_console("sentry-pgbouncer-1", "10.0.0.9", 6432, "RELOAD", "SHOW DATABASES")
+
+
+def test_promote_asks_both_questions_in_one_session_and_reads_both_answers():
+    assert c.Promote.command("sentry-db-1") == (
+        "timeout 10 docker exec --user postgres sentry-db-1 psql -X -A -t -q -v "
+        "ON_ERROR_STOP=1 -d postgres -c 'select case when pg_is_in_recovery() then "
+        "pg_promote(true, 60)::text else '\"'\"'already'\"'\"' end' -c 'select ('\"'\"'x'\"'\"' || "
+        "substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int'")
+    assert c.Promote.parse("true\n4\n") == ("true", "4")
+    assert c.Promote.parse("already\n3\n") == ("already", "3")
+    assert c.Promote.parse("false\n") == ("false", "")
+
+
+def test_container_health_reads_state_restarts_and_the_last_fatal_lines():
+    assert c.ContainerHealth.command("sentry-db-1") == (
+        "docker inspect --format '{{.State.Status}} {{.RestartCount}}' sentry-db-1 2>/dev/null "
+        "|| echo missing 0; docker logs --tail 200 sentry-db-1 2>&1 | grep -E 'FATAL|PANIC' | "
+        "tail -n 5; true")
+    assert c.ContainerHealth.parse("running 0\n") == c.Health("running", "0", ())
+    assert c.ContainerHealth.parse("restarting 4\nFATAL:  a\nFATAL:  b\n") == \
+        c.Health("restarting", "4", ("FATAL:  a", "FATAL:  b"))
+    assert c.ContainerHealth.parse("") == c.Health("missing", "0", ())
 
 
 def test_sql_built_from_typed_values():
@@ -231,6 +259,24 @@ def fake(monkeypatch):
                    promote=step("promote"))
     monkeypatch.setattr(procedure, "ACTIONS", actions)
     return ran, audited
+
+
+def test_every_action_has_its_step_and_keeps_its_name():
+    assert set(procedure.ACTIONS) == set(Action)
+    # The names appear in --json output and audit lines.
+    assert [a.value for a in Action] == [
+        "stage_bouncer", "commit_bouncer", "pause", "resume", "verify_write", "stop", "fence",
+        "wait_replay", "promote", "after_promote", "repoint_replica", "degrade", "restore_sync",
+        "wait_sync", "ensure_slot", "rewind", "clone", "standby_config", "start",
+        "wait_streaming", "unfence"]
+    assert f"{Action.WAIT_REPLAY}" == "wait_replay" and Action.PAUSE == "pause"
+
+
+def test_an_action_without_its_step_is_refused_at_import(monkeypatch):
+    monkeypatch.delitem(procedure.ACTIONS, Action.PROMOTE)
+    with pytest.raises(AssertionError, match="ACTIONS has no step for the plan action.* "
+                                             "promote"):
+        procedure._check_actions()
 
 
 def _plan(*actions: str) -> Plan:

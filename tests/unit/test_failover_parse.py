@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from sentryfab.failover import parse
-from sentryfab.failover.model import DbNode, Marker, lsn_text
+from sentryfab.topology.db_facts import ControlData, DbProbe, WalEnd, parse_marker, sections
+from sentryfab.topology.model import DbNode, Marker
+from sentryfab.topology.pgbouncer import ShowDatabases, WriteProbe
+from sentryfab.topology.values import lsn_text, parse_lsn
 
 DATA = Path(__file__).parent / "data" / "failover"
 
@@ -17,7 +19,7 @@ def node(name: str = "db-1", address: str = "10.231.0.17") -> DbNode:
 
 
 def probe(file: str, name: str = "db-1", address: str = "10.231.0.17") -> DbNode:
-    return parse.parse_probe(node(name, address), (DATA / file).read_text())
+    return DbProbe.parse(node(name, address), (DATA / file).read_text())
 
 
 @pytest.mark.parametrize(("text", "value"), [
@@ -25,7 +27,7 @@ def probe(file: str, name: str = "db-1", address: str = "10.231.0.17") -> DbNode
     ("", None), ("x/1", None), ("0/1/2", None),
 ])
 def test_lsn_round_trip(text, value):
-    assert parse.parse_lsn(text) == value
+    assert parse_lsn(text) == value
     if value is not None:
         assert lsn_text(value) == text
 
@@ -82,13 +84,13 @@ def test_psql_errors_are_kept_when_postgres_does_not_answer():
     text = ("@@sentryfab container\nrunning\n@@sentryfab files\nPG_VERSION\n@@sentryfab sql\n"
             "psql: error: connection to server on socket \"/var/run/postgresql/.s.PGSQL.5432\" "
             "failed: FATAL:  the database system is starting up\n@@sentryfab control\n")
-    n = parse.parse_probe(node(), text)
+    n = DbProbe.parse(node(), text)
     assert n.state == "down" and n.in_recovery is None
     assert n.sql_error is not None and "starting up" in n.sql_error
 
 
 def test_missing_container_and_empty_host():
-    n = parse.parse_probe(node(), "@@sentryfab container\nmissing\n@@sentryfab files\n")
+    n = DbProbe.parse(node(), "@@sentryfab container\nmissing\n@@sentryfab files\n")
     assert (n.container, n.has_data, n.state) == ("missing", False, "empty")
 
 
@@ -99,10 +101,30 @@ def test_missing_container_and_empty_host():
     (["not json"], Marker(reason="not json")),
 ])
 def test_markers(text, marker):
-    assert parse.parse_marker(text) == marker
+    assert parse_marker(text) == marker
 
 
-START = parse.parse_lsn("0/10CE2574")
+def test_fence_marker_as_read_on_a_fenced_old_primary():
+    lines = sections((DATA / "probe-fenced.txt").read_text())["fenced"]
+    assert parse_marker(lines) == Marker("2026-11-27T04:40:50Z", "root (Ops <ops@example.com>)",
+                                         "failover", "db-2", "")
+
+
+@pytest.mark.parametrize("file", ["probe-killed.txt", "probe-fenced.txt"])
+def test_controldata_of_a_stopped_cluster(file):
+    """pg_controldata's own output (the probe's control section), parsed on its own as the
+    stop and rewind steps read it."""
+    control = ControlData.parse("\n".join(sections((DATA / file).read_text())["control"]))
+    assert control is not None
+    assert (control.state, control.checkpoint_lsn, control.timeline, control.min_recovery_lsn,
+            control.segment_size) == ("in production", 0x108BF6F8, 9, 0, 16 * 1024 * 1024)
+
+
+def test_controldata_without_a_cluster_state_is_none():
+    assert ControlData.parse("pg_controldata: fatal: could not open file") is None
+
+
+START = parse_lsn("0/10CE2574")
 
 
 def test_wal_end_after_the_last_valid_record():
@@ -110,12 +132,12 @@ def test_wal_end_after_the_last_valid_record():
            "prev 0/10CE2648, desc: COMMIT 2026-11-27 04:40:47.971422 UTC\n"
            "pg_waldump: error: error in WAL record at 0/10CE2678: invalid record length at "
            "0/10CE26A0: wanted 24, got 0\n")
-    assert parse.parse_wal_end(out, START) == 0x10CE26A0
+    assert WalEnd.parse(out, START) == 0x10CE26A0
 
 
 def test_wal_end_when_nothing_follows_the_start():
-    assert parse.parse_wal_end("pg_waldump: error: could not find a valid record after "
-                               "0/487D790\n", 0x487D790) == 0x487D790
+    assert WalEnd.parse("pg_waldump: error: could not find a valid record after "
+                        "0/487D790\n", 0x487D790) == 0x487D790
 
 
 def test_wal_end_from_the_last_record_when_the_error_names_no_end():
@@ -123,17 +145,17 @@ def test_wal_end_from_the_last_record_when_the_error_names_no_end():
            "prev 0/01699E20, desc: INSERT off 3\n"
            "pg_waldump: error: error in WAL record at 0/1699E58: invalid magic number 0000 in "
            "log segment 000000010000000000000001, offset 0\n")
-    assert parse.parse_wal_end(out, 0x1000000) == 0x1699E58 + 54
+    assert WalEnd.parse(out, 0x1000000) == 0x1699E58 + 54
 
 
 def test_wal_end_unknown_when_a_segment_is_missing():
-    assert parse.parse_wal_end('pg_waldump: error: could not find file '
-                               '"000000010000000000000001": No such file or directory\n',
-                               0x1000000) is None
+    assert WalEnd.parse('pg_waldump: error: could not find file '
+                        '"000000010000000000000001": No such file or directory\n',
+                        0x1000000) is None
 
 
 def test_show_databases_after_reload_in_the_same_session():
-    [db] = parse.parse_databases((DATA / "reload-show.txt").read_text())
+    [db] = ShowDatabases.parse((DATA / "reload-show.txt").read_text())
     assert (db.name, db.host, db.port, db.database, db.paused, db.disabled) == (
         "sentry", "10.231.0.17", 5432, "sentry", False, False)
 
@@ -143,11 +165,11 @@ def test_show_databases_paused():
             "max_connections|current_connections|paused|disabled\n"
             "pgbouncer||6432|pgbouncer|pgbouncer|2|0|0|statement|0|0|0|0\n"
             "sentry|10.231.0.18|5432|sentry||20|0|5||0|4|1|0\n(2 rows)\n")
-    [db] = parse.parse_databases(text)
+    [db] = ShowDatabases.parse(text)
     assert (db.host, db.paused) == ("10.231.0.18", True)
 
 
 def test_write_probe():
-    assert parse.parse_write("write|15411|10.231.0.17\n") == (15411, "10.231.0.17")
-    assert parse.parse_write("ERROR:  cannot execute pg_current_xact_id() during recovery\n") \
+    assert WriteProbe.parse("write|15411|10.231.0.17\n") == (15411, "10.231.0.17")
+    assert WriteProbe.parse("ERROR:  cannot execute pg_current_xact_id() during recovery\n") \
         is None

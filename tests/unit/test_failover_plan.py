@@ -6,16 +6,6 @@ from dataclasses import replace
 
 import pytest
 
-from sentryfab.failover.model import (
-    Bouncer,
-    BouncerDb,
-    Control,
-    DbNode,
-    Marker,
-    Receiver,
-    Standby,
-    Topology,
-)
 from sentryfab.plans.failover import (
     Options,
     describe,
@@ -24,6 +14,16 @@ from sentryfab.plans.failover import (
     plan_rejoin,
     plan_switchover,
     size,
+)
+from sentryfab.topology.model import (
+    Bouncer,
+    BouncerDb,
+    Control,
+    DbNode,
+    Marker,
+    Receiver,
+    Standby,
+    Topology,
 )
 
 MiB = 1024 * 1024

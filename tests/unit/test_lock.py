@@ -67,3 +67,44 @@ def test_lock_host_is_an_inventory_key_naming_a_host(write_inventory):
         inventory.load(write_inventory(base + "lock_host: c\n"))
     assert e.value.problems == ["hosts.yaml:5: lock_host: no host named 'c' (the deploy "
                                 "lock's host must be one of hosts:)"]
+
+
+def test_release_and_status_commands_exact():
+    assert lock.release_command("tok123") == (
+        "if grep -qF tok123 /var/lib/sentryfab/deploy.lock/info 2>/dev/null; "
+        "then rm -rf /var/lib/sentryfab/deploy.lock; fi")
+    assert lock.release_command("a b'c") == (
+        "if grep -qF 'a b'\"'\"'c' /var/lib/sentryfab/deploy.lock/info 2>/dev/null; "
+        "then rm -rf /var/lib/sentryfab/deploy.lock; fi")
+    assert lock.status_command() == "cat /var/lib/sentryfab/deploy.lock/info 2>/dev/null; true"
+    # What lock.release sent when it added the check by hand.
+    assert lock.force_release_command("tok123") == \
+        lock.release_command("tok123") + "; [ ! -e /var/lib/sentryfab/deploy.lock ]"
+
+
+def test_force_release_says_whether_the_lock_is_gone(tmp_path):
+    assert here(lock.acquire_command(info("first")), tmp_path).returncode == 0
+    assert here(lock.force_release_command("other"), tmp_path).returncode == 1  # still held
+    assert here(lock.force_release_command("first"), tmp_path).returncode == 0
+    assert here(lock.force_release_command("first"), tmp_path).returncode == 0  # none left
+
+
+def test_lock_release_sends_the_force_release_command(write_inventory):
+    sent = []
+
+    class Out:
+        exit_code = 0
+
+    class Session:
+        def run(self, cmd, **kw):
+            sent.append(cmd)
+            return Out()
+
+    class Runner:
+        def session(self, host):
+            return Session()
+
+    inv = inventory.load(write_inventory(
+        "sentry: {filestore: {shared: true}}\nhosts:\n  a: {address: 10.0.0.1, roles: []}\n"))
+    assert lock.release(Runner(), inv, info("tok123")) is True
+    assert sent == [lock.force_release_command("tok123")]

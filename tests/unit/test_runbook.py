@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sentryfab import inventory, runbook
 from sentryfab.plans.forecast import outlook
+from sentryfab.procedures.docs import read_decisions
 
 REPO = Path(__file__).resolve().parents[2]
 CANARY = "canary-secret-9d2f7"
@@ -13,7 +14,7 @@ CANARY = "canary-secret-9d2f7"
 
 def make(live=None):
     inv = inventory.load(REPO / "hosts.yaml")
-    decisions = runbook.read_decisions(REPO / "docs" / "decisions")
+    decisions = read_decisions(REPO / "docs" / "decisions")
     # What `fab docs --offline` passes: the capacity lines with the disk forecast and the
     # tiers' throughput (declared figures only).
     report = outlook(inv, {}, {}, {}).report
@@ -62,3 +63,29 @@ def test_the_runbook_says_how_sentry_is_run_for_the_long_haul():
     assert "`/api/<id>/store/`" in text and "Not there (sentry-sdk" in text
     assert "| throughput | worker tier | 4,800 | 5,000 | 104% |" in text
     assert "| disk | db-1 data disk | 1024.0 GiB |" in text
+
+
+def test_the_page_is_its_sections_in_order():
+    inv, text = make()
+    heads = [line for line in text.splitlines() if line.startswith("## ")]
+    assert heads[:9] == ["## Architecture", "## Current database topology",
+                         "## Reaching the hosts", "## Where things live on the hosts",
+                         "## Running Sentry", "## Secrets", "## Owners", "## Dashboards",
+                         "## Alert targets"]
+    assert heads[9:11] == ["## Capacity", "## Recent changes (audit log)"]
+    assert heads[-2:] == ["## Decisions", "## Everyday commands"]
+    assert runbook._topology(runbook.Live(primary="db-1")) == [
+        "", "## Current database topology", "", "- primary: **db-1**", "- replicas: none",
+        "", "`fab db.status` shows it live (lag, timelines, where PgBouncer points)."]
+    assert runbook._capacity(None) == []
+    assert runbook._decisions([("0001-x.md", "# X\n\n## Why\nbecause\n")]) == [
+        "", "## Decisions", "", "<!-- docs/decisions/0001-x.md -->",
+        "### X\n\n#### Why\nbecause", ""]
+
+
+def test_decision_records_are_read_in_name_order_and_the_old_name_still_answers(tmp_path):
+    (tmp_path / "b.md").write_text("B")
+    (tmp_path / "a.md").write_text("A")
+    (tmp_path / "notes.txt").write_text("not a record")
+    assert read_decisions(tmp_path) == [("a.md", "A"), ("b.md", "B")]
+    assert read_decisions(tmp_path / "missing") == []

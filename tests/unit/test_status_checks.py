@@ -6,9 +6,11 @@ from pathlib import Path
 
 from sentryfab import inventory
 from sentryfab.inventory import Host
-from sentryfab.status import cluster, parsers, thresholds
+from sentryfab.status import cluster, thresholds
 from sentryfab.status.checks import Answer, evaluate_host, unreachable
+from sentryfab.status.facts.docker import Docker
 from sentryfab.status.model import HostStatus
+from sentryfab.status.script import split
 
 DATA = Path(__file__).parent / "data" / "status"
 BASE = (DATA / "hosts.yaml").read_text()
@@ -37,7 +39,7 @@ def text(name: str) -> str:
 
 
 def answer(stdout: str, extra_ms: float = 5.0) -> Answer:
-    remote = parsers.split(stdout).remote_seconds or 0.0
+    remote = split(stdout).remote_seconds or 0.0
     return Answer(stdout, 0, None, remote + extra_ms / 1000, 0.030)
 
 
@@ -106,7 +108,7 @@ def test_restarts_since_the_last_sample():
     assert first.metrics["worker"]["restarts"] is None  # nothing to compare with yet
     bumped = text("worker-2").replace('"RestartCount":0', '"RestartCount":3', 1)
     st, _ = evaluate_host(i, i.host("worker-2"), answer(bumped), sample, 1010)
-    name = parsers.containers(parsers.split(bumped).get("docker").lines)[0].name
+    name = Docker.parse(split(bumped).get(Docker.name).lines)[0].name
     assert messages(st) == [("critical", f"{name} restarts since last check 3 "
                                          "(critical > 2)")]
     assert st.metrics["worker"]["restarts"] == 3

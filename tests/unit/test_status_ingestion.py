@@ -12,7 +12,14 @@ import pytest
 
 from sentryfab import inventory
 from sentryfab.status import cluster, ingestion, script, statsd, thresholds
-from sentryfab.status.ingestion import IngestFacts, Ingestion, PayloadFacts
+from sentryfab.status.facts import ingestion as ingest_facts
+from sentryfab.status.facts.ingestion import (
+    IngestFacts,
+    NginxIngest,
+    PayloadFacts,
+    WorkerPayloads,
+)
+from sentryfab.status.ingestion import Ingestion
 from sentryfab.status.model import StatusReport
 from sentryfab.ui import status as status_ui
 
@@ -57,15 +64,15 @@ WORKER_AWK = (
 
 
 def test_the_nginx_command_reduces_the_last_minute_on_the_host():
-    assert ingestion.NGINX_AWK == NGINX_AWK
-    assert ingestion.nginx_command("sentry-nginx-1", 10) == (
+    assert ingest_facts.NGINX_AWK == NGINX_AWK
+    assert NginxIngest.command("sentry-nginx-1", 10) == (
         '{ timeout 10 docker logs --since 60s sentry-nginx-1 2>&1; echo "@rc $?"; } | awk '
         + shlex.quote(NGINX_AWK))
 
 
 def test_the_worker_command_reads_every_container_under_one_timeout():
-    assert ingestion.WORKER_AWK == WORKER_AWK
-    assert ingestion.worker_command(["sentry-worker-1", "sentry-worker-2"], 10) == (
+    assert ingest_facts.WORKER_AWK == WORKER_AWK
+    assert WorkerPayloads.command(["sentry-worker-1", "sentry-worker-2"], 10) == (
         "{ timeout 10 sh -c "
         + shlex.quote('for c; do docker logs --since 60s "$c" 2>&1; echo "@rc $c $?"; done')
         + ' sh sentry-worker-1 sentry-worker-2; echo "@rc - $?"; } | awk '
@@ -80,12 +87,14 @@ def test_nginx_and_worker_hosts_gather_them_in_their_one_round(write_inventory):
     assert "nginx-ingest" in lb.facts
     # Each its own background job, like every other slow fact.
     [inner] = shlex.split(lb.command)[2:]
-    assert ("{ echo '@@ nginx-ingest'; " + ingestion.nginx_command("sentry-nginx-1", 10)
+    assert ("{ echo '@@ nginx-ingest'; " + NginxIngest.command("sentry-nginx-1", 10)
             + """; echo "@@rc $?"; } >"$SFB_D/5" 2>&1 &\n""") in inner
     assert script.build(i, i.host("worker-1"), SECRETS).facts == (*host, "worker-payloads",
                                                                    "cron-cleanup")
-    assert script.payloads_fact(i, i.host("worker-1")).text() == (
-        "echo '@@ worker-payloads'; " + ingestion.worker_command(["sentry-worker-1"], 10)
+    [[payloads]] = [job for job in script.jobs_for(i, i.host("worker-1"))
+                    if job[0].name == "worker-payloads"]
+    assert payloads.text() == (
+        "echo '@@ worker-payloads'; " + WorkerPayloads.command(["sentry-worker-1"], 10)
         + '; echo "@@rc $?"')
     assert script.build(i, i.host("web-1"), SECRETS).facts == (*host, "web")
 
@@ -178,6 +187,11 @@ cat "$f.out"; [ ! -e "$f.err" ] || cat "$f.err" >&2
 """
 
 
+#: The timeout of the reads cut off below: the stand-in has printed its lines long before it
+#: (`timeout` takes fractions of a second), and it keeps the suite fast.
+CUT_S = 0.3
+
+
 @pytest.fixture
 def logs(tmp_path: Path):
     """Write containers' logs for the fake docker; returns run(command) -> stdout lines."""
@@ -198,7 +212,7 @@ def logs(tmp_path: Path):
 
 
 def test_the_nginx_awk_counts_endpoint_and_status_and_nothing_else(logs):
-    out = logs(ingestion.nginx_command("sentry-nginx-1", 5), sentry_nginx_1_out=NGINX_STDOUT,
+    out = logs(NginxIngest.command("sentry-nginx-1", 5), sentry_nginx_1_out=NGINX_STDOUT,
                sentry_nginx_1_err=NGINX_STDERR)
     # Header and trailer in place; the pairs in whatever order awk keeps its array.
     assert out[:2] == ("lines 33", "requests 31") and out[-1] == "rc 0"
@@ -208,7 +222,7 @@ def test_the_nginx_awk_counts_endpoint_and_status_and_nothing_else(logs):
         "store 502 1", "store 504 1", "envelope 403 3", "envelope 502 1", "minidump 200 1",
         "unreal 200 1", "security 201 1", "csp-report 201 1", "attachments 403 1",
         "other 403 1"])
-    assert ingestion.ingest(out) == IngestFacts(
+    assert NginxIngest.parse(out) == IngestFacts(
         {"store": {200: 6, 301: 1, 400: 1, 401: 1, 403: 1, 404: 1, 413: 1, 429: 1, 499: 1,
                    500: 1, 502: 1, 504: 1},
          "envelope": {403: 3, 502: 1}, "minidump": {200: 1}, "unreal": {200: 1},
@@ -217,27 +231,27 @@ def test_the_nginx_awk_counts_endpoint_and_status_and_nothing_else(logs):
 
 
 def test_a_missing_container_and_a_cut_off_read(logs):
-    out = logs(ingestion.nginx_command("sentry-nginx-9", 5))
+    out = logs(NginxIngest.command("sentry-nginx-9", 5))
     assert out == ("lines 1", "requests 0", "rc 1",
                    "error Error response from daemon: No such container: sentry-nginx-9")
-    facts = ingestion.ingest(out)
+    facts = NginxIngest.parse(out)
     assert (facts.rc, facts.cut_off, facts.counts) == (1, False, {})
-    out = logs(ingestion.nginx_command("sentry-nginx-1", 1),
+    out = logs(NginxIngest.command("sentry-nginx-1", CUT_S),
                sentry_nginx_1_out=NGINX_STDOUT[:2], sentry_nginx_1_sleep="5")
     assert out == ("lines 2", "requests 2", "store 200 2", "rc 124")
-    assert ingestion.ingest(out).cut_off
+    assert NginxIngest.parse(out).cut_off
 
 
 def test_the_worker_awk_counts_missing_payloads_per_container(logs):
     names = ["sentry-worker-1", "sentry-worker-2", "sentry-worker-3"]
-    out = logs(ingestion.worker_command(names, 5), sentry_worker_1_err=WORKER_1_LOG,
+    out = logs(WorkerPayloads.command(names, 5), sentry_worker_1_err=WORKER_1_LOG,
                sentry_worker_1_out="", sentry_worker_2_out=WORKER_2_LOG)
     assert out[0] == "sentry-worker-1 preprocess.failed.empty 2"
     assert out[1] == "rc sentry-worker-1 0 5"
     assert sorted(out[2:4]) == ["sentry-worker-2 process.failed.empty 1",
                                 "sentry-worker-2 process.failed_raw.empty 1"]
     assert out[4:] == ("rc sentry-worker-2 0 2", "rc sentry-worker-3 1 1", "rc - 0 0")
-    facts = ingestion.payloads(out)
+    facts = WorkerPayloads.parse(out)
     assert facts == PayloadFacts(
         {"sentry-worker-1": {"preprocess.failed.empty": 2},
          "sentry-worker-2": {"process.failed.empty": 1, "process.failed_raw.empty": 1}},
@@ -248,14 +262,14 @@ def test_the_worker_awk_counts_missing_payloads_per_container(logs):
 
 
 def test_a_worker_read_cut_off_keeps_what_it_counted(logs):
-    out = logs(ingestion.worker_command(["sentry-worker-2", "sentry-worker-1"], 1),
+    out = logs(WorkerPayloads.command(["sentry-worker-2", "sentry-worker-1"], CUT_S),
                sentry_worker_2_out=WORKER_2_LOG, sentry_worker_1_out=WORKER_1_LOG,
                sentry_worker_1_sleep="5")
     # sentry-worker-2 read whole; sentry-worker-1's lines up to the cut-off, under '-'.
     assert sorted(out[:2]) == ["sentry-worker-2 process.failed.empty 1",
                                "sentry-worker-2 process.failed_raw.empty 1"]
     assert out[2:] == ("rc sentry-worker-2 0 2", "- preprocess.failed.empty 2", "rc - 124 5")
-    facts = ingestion.payloads(out)
+    facts = WorkerPayloads.parse(out)
     assert facts.cut_off and facts.rc == 124 and facts.total() == 4
     assert facts.counts["-"] == {"preprocess.failed.empty": 2}
 
@@ -280,8 +294,8 @@ def test_cause_of_each_answer():
 
 
 def test_classified_by_status_class_and_by_cause(logs):
-    ing = ingestion.classify(ingestion.ingest(logs(
-        ingestion.nginx_command("sentry-nginx-1", 5), sentry_nginx_1_out=NGINX_STDOUT)))
+    ing = ingestion.classify(NginxIngest.parse(logs(
+        NginxIngest.command("sentry-nginx-1", 5), sentry_nginx_1_out=NGINX_STDOUT)))
     assert ing == Ingestion(
         total=27, classes={"2xx": 10, "3xx": 1, "4xx": 12, "5xx": 4},
         causes={"missing_endpoint": 5, "too_large": 1, "rate_limited": 1, "web_down": 3,

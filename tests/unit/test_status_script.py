@@ -9,7 +9,12 @@ import pytest
 
 from sentryfab import inventory
 from sentryfab.errors import SentryfabError
-from sentryfab.status import parsers, script
+from sentryfab.status import script
+from sentryfab.status.facts import db, nginx
+from sentryfab.status.facts.db import Db
+from sentryfab.status.facts.host import DATA_PATHS, Df, FileNr, Loadavg, Meminfo, Nproc
+from sentryfab.status.facts.pgbouncer import Pgbouncer
+from sentryfab.status.facts.redis import Redis, queue_keys
 
 TINY = """\
 cluster: tiny
@@ -117,7 +122,7 @@ def test_the_redis_password_goes_on_stdin_never_in_the_command(tiny):
 
 
 def test_redis_queue_fact(tiny):
-    fact = script.redis_fact(tiny, tiny.host("queue-1"), "redis-queue", "sentry-redis-queue-1",
+    fact = Redis.fact(tiny, tiny.host("queue-1"), "redis-queue", "sentry-redis-queue-1",
                              "SFB_SECRET_0")
     cli = "redis-cli --no-auth-warning -h 10.0.0.14 -p 6379"
     inner = (f'REDISCLI_AUTH="$(cat)"; export REDISCLI_AUTH; {cli} INFO; '
@@ -135,11 +140,11 @@ def test_redis_queue_fact(tiny):
 
 
 def test_queue_keys_default_to_sentry_s_celery_queues(tiny, write_inventory):
-    assert script.queue_keys(tiny) == ["q1", "odd key"]
+    assert queue_keys(tiny) == ["q1", "odd key"]
     bare = inventory.load(write_inventory(TINY.replace(
         '  redis-queue: {queue_keys: [q1, "odd key"], heartbeat_pattern: "hb:*"}\n', ""),
         "bare.yaml"))
-    assert script.queue_keys(bare) == ["default", "events.preprocess_event",
+    assert queue_keys(bare) == ["default", "events.preprocess_event",
                                        "events.process_event", "events.save_event",
                                        "events.reprocessing.preprocess_event",
                                        "events.reprocessing.process_event"]
@@ -165,11 +170,11 @@ esac
 
 
 def test_the_queue_fact_runs_in_a_shell_and_parses(tmp_path, write_inventory):
-    from .test_status_parsers import envelope
+    from .test_status_facts import envelope
 
     i = inventory.load(write_inventory(TINY.replace(
         'queue_keys: [q1, "odd key"], heartbeat_pattern: "hb:*"', "queue_keys: [q1, q2, q3]")))
-    fact = script.redis_fact(i, i.host("queue-1"), "redis-queue", "c", "SFB_SECRET_0")
+    fact = Redis.fact(i, i.host("queue-1"), "redis-queue", "c", "SFB_SECRET_0")
     inner = shlex.split(fact.command.split(" | ", 1)[1])[-1]  # what runs inside the container
     fake = tmp_path / "redis-cli"
     fake.write_text(FAKE_REDIS_CLI)
@@ -178,7 +183,7 @@ def test_the_queue_fact_runs_in_a_shell_and_parses(tmp_path, write_inventory):
     done = subprocess.run(["sh", "-c", inner], input="s3cret", capture_output=True, text=True,
                           check=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin",
                                            "CALLS": str(tmp_path / "calls"), "OLDEST": oldest})
-    f = parsers.redis(tuple(done.stdout.splitlines()))
+    f = Redis.parse(tuple(done.stdout.splitlines()))
     assert f.info == {"role": "master", "maxmemory_policy": "noeviction"}
     assert f.lengths == {"q1": 2, "q2": 0, "q3": 1}
     assert f.oldest == {"q1": 1764445000.25} and f.errors == ()
@@ -189,7 +194,7 @@ def test_the_queue_fact_runs_in_a_shell_and_parses(tmp_path, write_inventory):
 
 
 def test_pgbouncer_fact(tiny):
-    fact = script.pgbouncer_fact(tiny, tiny.host("pgb-1"), "sentry-pgbouncer-1", "SFB_SECRET_0")
+    fact = Pgbouncer.fact(tiny, tiny.host("pgb-1"), "sentry-pgbouncer-1", "SFB_SECRET_0")
     inner = ('PGPASSWORD="$(cat)"; export PGPASSWORD; psql -X -A -F '"'|'"' -P footer=off '
              "-h 10.0.0.16 -p 6432 -U pgbouncer -d pgbouncer "
              r"-c '\echo @pools' -c 'SHOW POOLS' -c '\echo @stats' -c 'SHOW STATS' "
@@ -204,22 +209,22 @@ def test_pgbouncer_fact(tiny):
 def test_db_fact_uses_the_local_socket_and_no_secret(tiny):
     cs = script.build(tiny, tiny.host("db-1"), SECRETS)
     assert cs.stdin is None
-    fact = script.db_fact("sentry-db-1")
+    fact = Db.fact("sentry-db-1")
     argv = shlex.split(fact.command)
     assert argv[:12] == ["timeout", "10", "docker", "exec", "--user", "postgres",
                          "sentry-db-1", "psql", "-X", "-A", "-t", "-d"]
-    assert argv[12:] == ["postgres", "-c", script.DB_NODE_SQL, "-c", script.DB_STANDBYS_SQL,
-                         "-c", script.DB_SLOTS_SQL]
+    assert argv[12:] == ["postgres", "-c", db.DB_NODE_SQL, "-c", db.DB_STANDBYS_SQL,
+                         "-c", db.DB_SLOTS_SQL]
 
 
 def test_nginx_facts(tiny):
-    status, upstreams, changed = script.nginx_facts(tiny, tiny.host("lb-1"))
+    status, upstreams, changed = nginx.nginx_facts(tiny, tiny.host("lb-1"))
     assert changed.text() == ("echo '@@ nginx-changed'; stat -c %Y "
                               '/etc/sentryfab/nginx/nginx.conf; echo "@@rc $?"')
     assert status.text() == ("echo '@@ nginx-status'; curl -sS --max-time 3 "
                              'http://10.0.0.10:80/nginx_status; echo "@@rc $?"')
     assert upstreams.text() == (
-        "echo '@@ nginx-upstreams'; u=$(awk " + shlex.quote(script.UPSTREAMS_AWK)
+        "echo '@@ nginx-upstreams'; u=$(awk " + shlex.quote(nginx.UPSTREAMS_AWK)
         + ' /etc/sentryfab/nginx/nginx.conf) && echo "$u" && { [ -z "$u" ] || curl -s '
         "--no-progress-meter -Z --max-time 3 -w "
         r"""'%{url_effective} %{http_code} %{time_total} %{exitcode}\n' """
@@ -243,11 +248,11 @@ def test_the_host_facts_run_here_and_parse(tiny):
     # A real shell on this machine: the builder's output is what the parsers read.
     cs = script.build(tiny, tiny.host("plain-1"), SECRETS)
     done = subprocess.run(shlex.split(cs.command), capture_output=True, text=True, check=True)
-    out = parsers.split(done.stdout)
+    out = script.split(done.stdout)
     assert out.complete and 0 <= out.remote_seconds < 5
-    assert parsers.loadavg(out.get("loadavg").lines) is not None
-    assert parsers.nproc(out.get("nproc").lines) >= 1
-    total, avail = parsers.meminfo(out.get("meminfo").lines)
+    assert Loadavg.parse(out.get("loadavg").lines) is not None
+    assert Nproc.parse(out.get("nproc").lines) >= 1
+    total, avail = Meminfo.parse(out.get("meminfo").lines)
     assert 0 < avail <= total
-    assert parsers.file_nr(out.get("file-nr").lines)[1] > 0
-    assert [d.path for d in parsers.df(out.get("df").lines)] == list(script.DATA_PATHS)
+    assert FileNr.parse(out.get("file-nr").lines)[1] > 0
+    assert [d.path for d in Df.parse(out.get("df").lines)] == list(DATA_PATHS)

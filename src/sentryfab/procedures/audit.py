@@ -10,12 +10,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..auditlog import (  # noqa: F401 - the trail's pure parts, re-exported for callers
+    REMOTE_LOG,
+    append_command,
+    make_entry,
+    parse_lines,
+    tail_command,
+)
 from ..inventory import Host
 from ..remote import Runner
 from ..results import HostResult
-from ..shell import join
 
-REMOTE_LOG = "/var/log/sentryfab/audit.log"
 LOCAL_LOG = Path(os.environ.get("XDG_STATE_HOME", "~/.local/state")).expanduser() / \
     "sentryfab" / "audit.log"
 
@@ -38,20 +43,8 @@ def identity() -> str:
 
 def entry(action: str, result: str, **details: Any) -> dict[str, Any]:
     """One audit record: when, who, what, with which version, and how it ended."""
-    return {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "who": identity(),
-            "action": action, "result": result, **details}
-
-
-def append_command(record: dict[str, Any]) -> str:
-    """Append one JSON line to the host's audit log."""
-    line = json.dumps(record, sort_keys=True)
-    return (f"mkdir -p {join(['/var/log/sentryfab'])} && "
-            f"printf '%s\\n' {join([line])} >> {join([REMOTE_LOG])}")
-
-
-def tail_command(lines: int) -> str:
-    """The host's last audit lines."""
-    return f"tail -n {int(lines)} {join([REMOTE_LOG])} 2>/dev/null; true"
+    return make_entry(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), identity(),
+                      action, result, details)
 
 
 def record(runner: Runner, hosts: list[Host], rec: dict[str, Any]) -> list[HostResult]:
@@ -63,15 +56,3 @@ def record(runner: Runner, hosts: list[Host], rec: dict[str, Any]) -> list[HostR
     if not hosts:
         return []
     return runner.each(hosts, lambda s: s.run(append_command(rec), check=True))
-
-
-def parse_lines(text: str) -> list[dict[str, Any]]:
-    """Audit records from log text (lines that are not JSON are kept as 'raw')."""
-    out = []
-    for line in text.splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            if line.strip():
-                out.append({"raw": line})
-    return out

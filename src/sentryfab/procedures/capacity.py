@@ -13,7 +13,7 @@ from ..plans.capacity import CapacityReport, HostFacts, declared_facts, plan
 from ..plans.forecast import EVENT_TABLES, DbFacts, Outlook
 from ..remote import Runner
 from ..shell import and_then, join
-from ..status.parsers import df
+from ..status.facts.host import Df
 from . import probe_figures
 
 # MemTotal, the open-file limit a service really gets (a running sentryfab container's main
@@ -87,7 +87,7 @@ def parse_db_facts(stdout: str) -> DbFacts:
     """DbFacts from db_facts_command's output (FactsError if a part is missing)."""
     lines = stdout.splitlines()
     rows = [ln.strip().split("|") for ln in lines if "|" in ln]
-    disks = df(tuple(lines))
+    disks = Df.parse(tuple(lines))
     sizes = [r for r in rows if r[0] == "sizes" and len(r) == 4]
     events = [r for r in rows if r[0] == "events" and len(r) == 2]
     samples = [r for r in rows if r[0] == "sample" and len(r) == 4]

@@ -184,18 +184,29 @@ def rollback(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendere
     when = stamp()
 
     def step(s: HostSession) -> HostPush:
-        result = HostPush()
-        roles: set[str] = set()
-        for f in rendered[s.host.name]:
-            kept = s.run(commands.newest_history(f.path), check=True).stdout.strip()
-            if not kept:
-                result.unchanged += 1
-                continue
-            s.run(commands.mark_pending(f.role, [f.path]), check=True)
-            s.run(commands.restore(f.path, kept, when), check=True)
-            result.updated.append(f.path)
-            roles.add(f.role)
-        _apply(s, roles, result)
+        files = rendered[s.host.name]
+        role_of = {f.path: f.role for f in files}
+        # The marker goes down before each file changes, as a push does.
+        restored = restore_files(s, [f.path for f in files], when, before=lambda path: s.run(
+            commands.mark_pending(role_of[path], [path]), check=True))
+        result = HostPush(updated=restored, unchanged=len(files) - len(restored))
+        _apply(s, {role_of[path] for path in restored}, result)
         return result
 
     return runner.each(hosts, step, on_done=on_done)
+
+
+def restore_files(s: HostSession, paths: list[str], when: str,
+                  before: Callable[[str], object] | None = None) -> list[str]:
+    """Put back the newest kept version of each file that has one (the current one is kept
+    in turn); `before(path)` runs just before each is put back. Returns those put back."""
+    restored = []
+    for path in paths:
+        kept = s.run(commands.newest_history(path), check=True).stdout.strip()
+        if not kept:
+            continue
+        if before is not None:
+            before(path)
+        s.run(commands.restore(path, kept, when), check=True)
+        restored.append(path)
+    return restored

@@ -1,11 +1,12 @@
 """Deploys: configs pushed and containers replaced batch by batch, each batch health-gated.
 
-For one role: find the hosts whose containers differ from what they should be (version,
-config, count, a restart left pending), split them into batches, and for each batch push
-its configs, replace its containers and wait for the health check. A batch with more
-failed hosts than --max-fail stops the rollout: its failed hosts go back to the version
-they ran, hosts not reached yet are left untouched. Web hosts leave nginx's rotation
-before their processes stop and rejoin once healthy.
+For one role: read each host's containers and config checksums, let plans/deploy.py say
+which hosts are left alone, reloaded or replaced, reload those one host at a time, split
+the ones to replace into batches, and for each batch push its configs, replace its
+containers and wait for the health check (_health_gate, the one place it is awaited).
+A batch with more failed hosts than --max-fail stops the rollout: its failed hosts go
+back to the version they ran, hosts not reached yet are left untouched. Web hosts leave
+nginx's rotation before their processes stop and rejoin once healthy.
 """
 
 from __future__ import annotations
@@ -18,20 +19,20 @@ from ..configs.apply import config_digest, reload_command
 from ..configs.catalog import ROLE_FILES, remote_path
 from ..configs.context import ClusterState, settings, web_ports
 from ..configs.render import Rendered, render_all, scram_sha256
-from ..containers import docker, health, postgres
+from ..containers import docker, health, postgres, releases
 from ..containers.spec import ContainerSpec, prepare_dirs, specs_for
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
+from ..plans.deploy import LOST, UNTOUCHED, Action, RoleFacts, State, plan_role, running_version
 from ..plans.rollout import batches
-from ..remote import HostSession, Runner
+from ..remote import CommandOutput, HostSession, Runner
 from ..secrets import Secrets
-from ..shell import join
+from ..shell import chain, join, quiet
 from . import configs as config_push
 from .guard import Change
 
 HEALTH_TIMEOUT = 90.0
 KEEP_IMAGES = 3  # releases kept on each host for a rollback (a role's `keep_images`)
-RELEASES = "/var/lib/sentryfab/releases"
 
 #: Called with (role, message) as the rollout goes, for a progress display.
 Event = Callable[[str, str], None]
@@ -48,8 +49,7 @@ class HostOutcome:
     host: str
     before: str | None
     after: str | None
-    state: str  # unchanged | updated | reloaded | rolled back | failed | unreachable |
-    #             not reached
+    state: State
     detail: str = ""
 
 
@@ -66,13 +66,25 @@ class RoleReport:
     @property
     def ok(self) -> bool:
         """True if no host failed and the rollout was not stopped."""
-        return not self.stopped and all(o.state not in ("failed", "unreachable")
-                                        for o in self.outcomes)
+        return not self.stopped and all(o.state not in LOST for o in self.outcomes)
 
     @property
     def changed(self) -> bool:
         """True if any host was touched."""
-        return any(o.state not in ("unchanged", "not reached") for o in self.outcomes)
+        return any(o.state not in UNTOUCHED for o in self.outcomes)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A health check awaited on a host: what it checks, and how the wait ended."""
+
+    check: health.HealthCheck
+    out: CommandOutput
+
+    @property
+    def ok(self) -> bool:
+        """True if the containers became healthy in time."""
+        return self.out.ok
 
 
 @dataclass
@@ -126,25 +138,25 @@ class Deployer:
         rendered = self.render(hosts, role)
         target = version or str(settings(self.inv, role).get("tag", "latest"))
         report = RoleReport(role, target)
-        facts = self.runner.each(hosts, lambda s: self._facts(s, role, rendered[s.host.name]))
-        todo: list[Host] = []
-        reload: list[Host] = []
-        for h, fr in zip(hosts, facts, strict=True):
-            if not fr.ok:
-                report.outcomes.append(_lost(h, fr))
-                continue
-            running, pending, sums = fr.value
-            want = self.wanted(h, role, rendered[h.name], version, count)
-            if not _runs(want, running):
-                todo.append(h)
-            elif _files_current(pending, sums, rendered[h.name]):
-                report.outcomes.append(HostOutcome(h.name, _version(running),
-                                                   _version(running), "unchanged"))
-            else:  # only what a reload applies differs: no restart
-                reload.append(h)
-        if any(o.state in ("failed", "unreachable") for o in report.outcomes):
-            report.stopped = "some hosts could not be inspected; nothing was changed"
-            report.outcomes += [HostOutcome(h.name, None, None, "not reached")
+        results = self.runner.each(hosts, lambda s: self._facts(s, role, rendered[s.host.name]))
+        facts = {h.name: r.value if r.ok else None for h, r in zip(hosts, results, strict=True)}
+        plan = plan_role(role, facts,
+                         {h.name: self.wanted(h, role, rendered[h.name], version, count)
+                          for h in hosts if facts[h.name] is not None},
+                         {h.name: {f.path: f.sha256 for f in rendered[h.name]} for h in hosts},
+                         self.state.primary)
+        for h, r, hp in zip(hosts, results, plan.hosts, strict=True):
+            if hp.action is Action.UNINSPECTED:
+                report.outcomes.append(_lost(h, r))
+            elif hp.action is Action.UNCHANGED:
+                report.outcomes.append(HostOutcome(h.name, hp.version, hp.version,
+                                                   State.UNCHANGED))
+        by_name = {h.name: h for h in hosts}
+        reload = [by_name[n] for n in plan.reload]  # only what a reload applies differs
+        todo = [by_name[n] for n in plan.replace]
+        if plan.stopped:
+            report.stopped = plan.stopped
+            report.outcomes += [HostOutcome(h.name, None, None, State.NOT_REACHED)
                                 for h in reload + todo]
             return report
         for h in reload:  # one host at a time, each health-checked
@@ -154,14 +166,15 @@ class Deployer:
                 s, role, rendered[s.host.name], config_push.stamp()),
                 what=f"{role}: reloading {h.name}")
             report.outcomes.append(r.value if r.ok else _lost(h, r))
-        if any(o.state in ("failed", "unreachable", "rolled back") for o in report.outcomes):
+        if any(o.state in LOST | {State.ROLLED_BACK} for o in report.outcomes):
             report.stopped = "a config reload failed its health check; rollout stopped"
-            report.outcomes += [HostOutcome(h.name, None, None, "not reached") for h in todo]
+            report.outcomes += [HostOutcome(h.name, None, None, State.NOT_REACHED)
+                                for h in todo]
             return report
-        plan = batches(self._ordered(role, todo), batch, role)
-        if plan and before_rollout is not None:
+        groups = batches([by_name[n] for n in plan.order], batch, role)
+        if groups and before_rollout is not None:
             before_rollout()
-        self._run_batches(report, plan, max_fail, "batch", lambda s, when: self._replace(
+        self._run_batches(report, groups, max_fail, "batch", lambda s, when: self._replace(
             s, role, rendered[s.host.name], version, count, when))
         return report
 
@@ -175,31 +188,27 @@ class Deployer:
 
     def _roll_back(self, s: HostSession, role: str, when: str) -> HostOutcome:
         host = s.host
-        history = s.run(f"tail -n 2 {RELEASES}/{role} 2>/dev/null; true").stdout.split()
-        if len(history) < 4:
-            return HostOutcome(host.name, None, None, "failed",
+        found = releases.parse_last_two(s.run(releases.last_two_command(role)).stdout)
+        if found is None:
+            return HostOutcome(host.name, None, None, State.FAILED,
                                "no earlier release recorded on this host")
-        current, previous = history[3], history[1]
-        paths = [f"{f_path}" for f_path in _role_paths(role)]
-        for path in paths:
-            kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
-            if kept:
-                s.run(cfg.restore(path, kept, when), check=True)
+        current, previous = found
+        config_push.restore_files(s, [remote_path(role, f) for f in ROLE_FILES.get(role, ())],
+                                  when)
         # The label of the release rolled back to: from the files as they now are.
-        contents = [(f, s.run(f"cat {join([remote_path(role, f)])} 2>/dev/null").stdout)
+        contents = [(f, s.run(quiet(join(["cat", remote_path(role, f)]))).stdout)
                     for f in ROLE_FILES.get(role, ())]
         before = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
         specs = specs_for(self.inv, host, role, version=previous,
                           config_hash=config_digest(contents), count=len(before) or None)
         for spec in specs:
             s.run(docker.replace(spec), check=True)
-        check = self._health(host, role, specs)
-        if s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
-                 timeout=self._timeout(role) + 30).ok:
-            s.run(_record_release(role, previous, when))
-            return HostOutcome(host.name, current, previous, "updated", check.what)
-        return HostOutcome(host.name, current, None, "failed",
-                           f"health check failed after rollback: {check.what}")
+        gate = self._health_gate(s, role, specs)
+        if gate.ok:
+            s.run(releases.record_command(role, previous, when))
+            return HostOutcome(host.name, current, previous, State.UPDATED, gate.check.what)
+        return HostOutcome(host.name, current, None, State.FAILED,
+                           f"health check failed after rollback: {gate.check.what}")
 
     def _run_batches(self, report: RoleReport, plan: list[list[Host]], max_fail: int,
                      label: str, replace: Callable[[HostSession, str], HostOutcome]) -> None:
@@ -213,29 +222,23 @@ class Deployer:
             when = config_push.stamp()
             outcomes = self._batch(report.role, group, lambda s, w=when: replace(s, w), step)
             report.outcomes += outcomes
-            failed = [o for o in outcomes if o.state != "updated"]
+            failed = [o for o in outcomes if o.state != State.UPDATED]
             if len(failed) > max_fail:
-                lost = [o.host for o in failed if o.state == "unreachable"]
-                bad = [o.host for o in failed if o.state != "unreachable"]
+                lost = [o.host for o in failed if o.state == State.UNREACHABLE]
+                bad = [o.host for o in failed if o.state != State.UNREACHABLE]
                 why = [f"failed its health check on {', '.join(bad)}"] if bad else []
                 why += [f"lost {', '.join(lost)} (stopped answering)"] if lost else []
                 report.stopped = f"{label} {i}/{len(plan)} {' and '.join(why)}; rollout stopped"
-                report.outcomes += [HostOutcome(h.name, None, None, "not reached")
+                report.outcomes += [HostOutcome(h.name, None, None, State.NOT_REACHED)
                                     for g in plan[i:] for h in g]
                 return
 
-    def _ordered(self, role: str, hosts: list[Host]) -> list[Host]:
-        # The database primary goes first: replicas clone from it.
-        if role != "db":
-            return hosts
-        return sorted(hosts, key=lambda h: h.name != self.state.primary)
-
-    def _facts(self, s: HostSession, role: str, files: list[Rendered]):
+    def _facts(self, s: HostSession, role: str, files: list[Rendered]) -> RoleFacts:
         ps = s.run(docker.ps(role), check=True).stdout
         paths = [f.path for f in files]
         sums = cfg.parse_checksums(s.run(cfg.checksums(paths), check=True).stdout) \
             if paths else cfg.HostFacts({}, frozenset())
-        return docker.parse_ps(ps), role in sums.pending, sums.sums
+        return RoleFacts(tuple(docker.parse_ps(ps)), role in sums.pending, sums.sums)
 
     # -- one batch ---------------------------------------------------------------------------
 
@@ -253,7 +256,8 @@ class Deployer:
                                                                      strict=True)]
         if role == "web":
             # A host that stopped answering stays out: what it runs now is unknown.
-            lost = [h for h, o in zip(group, outcomes, strict=True) if o.state == "unreachable"]
+            lost = [h for h, o in zip(group, outcomes, strict=True)
+                    if o.state == State.UNREACHABLE]
             self._at(f"{step}: back into nginx's rotation")
             self.on_event(role, f"{', '.join(h.name for h in group if h not in lost) or 'none'}"
                                 f": back into nginx's rotation" + (
@@ -281,25 +285,24 @@ class Deployer:
         for spec in want:
             s.run(docker.replace(spec), check=True)
         for extra in {c.name for c in before} - {sp.name for sp in want}:
-            s.run(docker.stop(extra) + "; " + docker.remove(extra))
+            s.run(chain(docker.stop(extra), docker.remove(extra)))
         if role == "db" and host.name == self.state.primary:
             self._bootstrap_primary(s, want[0])
-        check = self._health(host, role, want)
-        out = s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
-                    timeout=self._timeout(role) + 30)
-        old = _version(before)
-        if out.ok:
+        gate = self._health_gate(s, role, want)
+        old = running_version(before)
+        if gate.ok:
             s.run(cfg.clear_pending(role))
-            s.run(_record_release(role, want[0].label("version") or "", when))
+            s.run(releases.record_command(role, want[0].label("version") or "", when))
             keep = int(settings(self.inv, role, host).get("keep_images", KEEP_IMAGES))
             s.run(docker.prune_images(want[0].image.rsplit(":", 1)[0], keep))
-            return HostOutcome(host.name, old, want[0].label("version"), "updated",
-                               check.what)
-        why = health.failure(out.exit_code, check, self._timeout(role))
+            return HostOutcome(host.name, old, want[0].label("version"), State.UPDATED,
+                               gate.check.what)
+        why = health.failure(gate.out.exit_code, gate.check, self._timeout(role))
         self.on_event(role, f"{host.name}: {why}, rolling back")
         back = self._restore(s, role, before, pushed.updated, when)
-        return HostOutcome(host.name, old, old if back else None, "rolled back" if back
-                           else "failed", f"health check failed: {why}")
+        return HostOutcome(host.name, old, old if back else None,
+                           State.ROLLED_BACK if back else State.FAILED,
+                           f"health check failed: {why}")
 
     def _reload(self, s: HostSession, role: str, files: list[Rendered], when: str
                 ) -> HostOutcome:
@@ -307,41 +310,42 @@ class Deployer:
         afterwards: the previous files back, reloaded again."""
         host = s.host
         running = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
-        version = _version(running)
+        version = running_version(running)
         pushed = config_push.push_host(s, self.inv, files, self.secrets, when)
         want = specs_for(self.inv, host, role, count=len(running) or None)
-        check = self._health(host, role, want)
-        if s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
-                 timeout=self._timeout(role) + 30).ok:
-            return HostOutcome(host.name, version, version, "reloaded",
+        gate = self._health_gate(s, role, want)
+        if gate.ok:
+            return HostOutcome(host.name, version, version, State.RELOADED,
                                ", ".join(pushed.updated) or "pending reload applied")
-        self.on_event(role, f"{host.name}: unhealthy after reload ({check.what}), rolling back")
-        for path in pushed.updated:
-            kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
-            if kept:
-                s.run(cfg.restore(path, kept, when), check=True)
+        self.on_event(role, f"{host.name}: unhealthy after reload ({gate.check.what}), "
+                            "rolling back")
+        config_push.restore_files(s, pushed.updated, when)
         s.run(reload_command(role), check=True)
-        return HostOutcome(host.name, version, version, "rolled back",
-                           f"health check failed after reload: {check.what}")
+        return HostOutcome(host.name, version, version, State.ROLLED_BACK,
+                           f"health check failed after reload: {gate.check.what}")
 
     def _restore(self, s: HostSession, role: str, before: list[docker.Running],
                  changed_files: list[str], when: str) -> bool:
         """Put the containers (and config files) the host ran before back; True if healthy."""
-        for path in changed_files:
-            kept = s.run(cfg.newest_history(path), check=True).stdout.strip()
-            if kept:
-                s.run(cfg.restore(path, kept, when), check=True)
+        config_push.restore_files(s, changed_files, when)
         if not before:
             for spec in specs_for(self.inv, s.host, role):
-                s.run(docker.stop(spec.name) + "; " + docker.remove(spec.name))
+                s.run(chain(docker.stop(spec.name), docker.remove(spec.name)))
             return False
         specs = specs_for(self.inv, s.host, role, version=before[0].version,
                           config_hash=before[0].config, count=len(before))
         for spec in specs:
             s.run(docker.replace(spec), check=True)
-        check = self._health(s.host, role, specs)
-        return s.run(health.until_healthy(check, self._timeout(role)), stdin=check.stdin,
-                     timeout=self._timeout(role) + 30).ok
+        return self._health_gate(s, role, specs).ok
+
+    def _health_gate(self, s: HostSession, role: str, specs: list[ContainerSpec], *,
+                     timeout: float | None = None, check: bool = False) -> Gate:
+        """Wait on the host, up to the role's health timeout (or `timeout`), until `specs`
+        pass the role's health check; `check`: raise CommandFailed if they never do."""
+        hc = self._health(s.host, role, specs)
+        wait = self._timeout(role) if timeout is None else timeout
+        return Gate(hc, s.run(health.until_healthy(hc, wait), stdin=hc.stdin,
+                              timeout=wait + 30, check=check))
 
     def _timeout(self, role: str) -> float:
         """How long a role's new containers get to become healthy (inventory: health_timeout)."""
@@ -447,9 +451,7 @@ class Deployer:
 
     def _bootstrap_primary(self, s: HostSession, spec: ContainerSpec) -> None:
         """Users, database and replication slots (idempotent SQL, run on every deploy)."""
-        wait = health.until_healthy(health.check(self.inv, s.host, "db", [spec], "",
-                                                 self.state.primary), self.health_timeout)
-        s.run(wait, check=True, timeout=self.health_timeout + 30)
+        self._health_gate(s, "db", [spec], timeout=self.health_timeout, check=True)
         replicas = [h.name for h in self.inv.with_role("db") if h.name != s.host.name]
         sql = postgres.bootstrap_sql(
             self.secrets.register(scram_sha256(self.secrets.get("db_password"), "sentry")),
@@ -468,7 +470,7 @@ class Deployer:
 
         def step(s: HostSession) -> None:
             config_push.push_host(s, self.inv, files, self.secrets, config_push.stamp())
-            s.run(docker.remove(spec.name) + "; " + docker.run_once(spec), check=True,
+            s.run(chain(docker.remove(spec.name), docker.run_once(spec)), check=True,
                   timeout=600)
 
         self._at(f"migrations on {host.name}", [host])
@@ -481,34 +483,6 @@ class Deployer:
 def _lost(h: Host, r) -> HostOutcome:
     """The outcome of a host whose step raised: failed, or unreachable (it stopped
     answering: what it runs now is unknown)."""
-    state = "unreachable" if r.status == "unreachable" else "failed"
+    state = State.UNREACHABLE if r.status == "unreachable" else State.FAILED
     return HostOutcome(h.name, None, None, state, r.error or "")
 
-
-def _version(running: list[docker.Running]) -> str | None:
-    versions = sorted({c.version for c in running if c.up})
-    return ",".join(versions) if versions else None
-
-
-def _files_current(pending: bool, sums: dict[str, str], files: list[Rendered]) -> bool:
-    """True if the host has every rendered file as it should be, and none awaits applying."""
-    return not pending and all(sums.get(f.path) == f.sha256 for f in files)
-
-
-def _runs(want: list[ContainerSpec], running: list[docker.Running]) -> bool:
-    """True if the host runs exactly `want`: names, up, version and start-only config."""
-    have = {c.name: c for c in running}
-    if set(have) != {sp.name for sp in want}:
-        return False
-    return all(have[sp.name].up and have[sp.name].version == sp.label("version")
-               and have[sp.name].config == sp.label("config") for sp in want)
-
-
-def _role_paths(role: str) -> list[str]:
-    return [remote_path(role, f) for f in ROLE_FILES.get(role, ())]
-
-
-def _record_release(role: str, version: str, when: str) -> str:
-    """Append 'stamp version' to the host's release history of the role (for rollback)."""
-    return (f"mkdir -p {RELEASES} && printf '%s %s\\n' {join([when, version])} "
-            f">> {join([RELEASES + '/' + role])}")

@@ -1,8 +1,10 @@
-"""What the runbook needs from the live cluster: the primary, replicas, recent audit lines."""
+"""What the runbook needs from outside the inventory: from the live cluster the primary,
+replicas and recent audit lines; from the repository the decision records."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from ..containers import postgres
 from ..inventory import Inventory
@@ -32,3 +34,10 @@ def gather(runner: Runner, inv: Inventory) -> Live:
     live.audit = sorted(seen.values(), key=lambda a: (a.get("at", ""), a.get("action", "")))
     live.audit = live.audit[-AUDIT_LINES:]
     return live
+
+
+def read_decisions(folder: Path) -> list[tuple[str, str]]:
+    """The decision records (file name, text), in file-name order; none if no folder."""
+    if not folder.is_dir():
+        return []
+    return [(p.name, p.read_text()) for p in sorted(folder.glob("*.md"))]

@@ -6,6 +6,10 @@ written to the audit log of every db and PgBouncer host. A failing step (or Ctrl
 what undoes the steps before it, while undoing is possible: PgBouncer is always resumed; a
 switchover that fails before the promotion puts the old primary back. Re-running after any
 interruption rediscovers and continues from the state found.
+
+execute() runs the steps; beside it, one piece per concern: _dispatch (each plan Action to
+its step in failover_steps/, through ACTIONS), _Timings (the report's timings), _AuditTrail
+(audit lines, held while PgBouncer is paused), _stop and _undo (putting back what ran).
 """
 
 from __future__ import annotations
@@ -16,46 +20,61 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Interrupted, SentryfabError
-from ..failover import bouncer_steps, pg_steps
-from ..failover.context import Run, StepFailed
-from ..failover.discover import discover, measure_wal_ends
-from ..failover.model import Marker, Topology
 from ..inventory import Host, Inventory
 from ..plans import failover as plans
-from ..plans.failover import Options, Plan, Step
+from ..plans.failover import Action, Options, Plan, Step
 from ..remote import Runner
 from ..remote.connect import Unreachable
 from ..remote.session import CommandFailed
 from ..secrets import Secrets
+from ..topology.model import Marker, Topology
 from . import audit
 from .configs import stamp
+from .discover import discover, measure_wal_ends
+from .failover_steps import pgbouncer, postgres
+from .failover_steps.context import Run, StepFailed
 from .guard import guarded, steps_run_to_their_end
 
 KINDS = ("switchover", "failover", "rejoin", "degrade", "restore")
 
-ACTIONS: dict[str, Callable[[Run, Step], str]] = {
-    "stage_bouncer": bouncer_steps.stage_bouncer,
-    "commit_bouncer": bouncer_steps.commit_bouncer,
-    "pause": bouncer_steps.pause,
-    "resume": bouncer_steps.resume,
-    "verify_write": bouncer_steps.verify_write,
-    "stop": pg_steps.stop,
-    "fence": pg_steps.fence,
-    "wait_replay": pg_steps.wait_replay,
-    "promote": pg_steps.promote,
-    "after_promote": pg_steps.after_promote,
-    "repoint_replica": pg_steps.repoint_replica,
-    "degrade": pg_steps.degrade,
-    "restore_sync": pg_steps.restore_sync,
-    "wait_sync": pg_steps.wait_sync,
-    "ensure_slot": pg_steps.ensure_slot,
-    "rewind": pg_steps.rewind,
-    "clone": pg_steps.clone,
-    "standby_config": pg_steps.standby_config,
-    "start": pg_steps.start,
-    "wait_streaming": pg_steps.wait_streaming,
-    "unfence": pg_steps.unfence,
+#: The step that does each Action of a plan.
+ACTIONS: dict[Action, Callable[[Run, Step], str]] = {
+    Action.STAGE_BOUNCER: pgbouncer.stage_bouncer,
+    Action.COMMIT_BOUNCER: pgbouncer.commit_bouncer,
+    Action.PAUSE: pgbouncer.pause,
+    Action.RESUME: pgbouncer.resume,
+    Action.VERIFY_WRITE: pgbouncer.verify_write,
+    Action.STOP: postgres.stop,
+    Action.FENCE: postgres.fence,
+    Action.WAIT_REPLAY: postgres.wait_replay,
+    Action.PROMOTE: postgres.promote,
+    Action.AFTER_PROMOTE: postgres.after_promote,
+    Action.REPOINT_REPLICA: postgres.repoint_replica,
+    Action.DEGRADE: postgres.degrade,
+    Action.RESTORE_SYNC: postgres.restore_sync,
+    Action.WAIT_SYNC: postgres.wait_sync,
+    Action.ENSURE_SLOT: postgres.ensure_slot,
+    Action.REWIND: postgres.rewind,
+    Action.CLONE: postgres.clone,
+    Action.STANDBY_CONFIG: postgres.standby_config,
+    Action.START: postgres.start,
+    Action.WAIT_STREAMING: postgres.wait_streaming,
+    Action.UNFENCE: postgres.unfence,
 }
+
+
+def _check_actions() -> None:
+    """Every Action a plan may hold has its step: found at import, not in mid-failover."""
+    missing = [a.value for a in Action if a not in ACTIONS]
+    if missing:
+        raise AssertionError(f"procedures/failover.py: ACTIONS has no step for the plan "
+                             f"action(s) {', '.join(missing)} (plans/failover.py: Action)")
+
+
+_check_actions()
+
+#: The action on_step's "undo" events carry: not a plan Action (nothing dispatches it).
+UNDO = "undo"
 
 #: on_step(state, index, total, step, detail): state is start, done, failed or undo.
 StepEvent = Callable[[str, int, int, Step, str], None]
@@ -187,41 +206,11 @@ def execute(ctx: Run, audit_hosts: list[Host], message: str, on_step: StepEvent)
     """Run the plan's steps in order; on a failure or Ctrl-C, undo what can be undone."""
     plan = ctx.plan
     report = Report(plan, ctx.topo)
-    start = time.monotonic()
+    clock = _Timings(report)
+    trail = _AuditTrail(ctx.runner, audit_hosts, f"db.{plan.kind}", plan.target, message,
+                        holding=clock.clients_wait)
     total = len(plan.steps)
-    paused_at: float | None = None
-    kind = f"db.{plan.kind}"
-    held: list[dict[str, Any]] = []  # audit lines of steps run while clients wait
-    last_resume = max((i for i, s in enumerate(plan.steps, 1) if s.action == "resume"),
-                      default=0)
-
-    def log(record: dict[str, Any]) -> None:
-        # While PgBouncer is paused every round trip is client wait: lines are kept and
-        # written right after RESUME (or the failure).
-        if paused_at is not None and report.paused_seconds is None:
-            held.append(record)
-            return
-        for r in [*held, record]:
-            _audit(ctx.runner, audit_hosts, r)
-        held.clear()
-
-    log(audit.entry(kind, "started", target=plan.target, steps=plan.actions(),
-                    message=message))
-
-    def stop(i: int, step: Step, why: str, interrupted: bool) -> Report:
-        # What ran is put back (as far as it can be), the end written, and a Ctrl-C passed on.
-        if interrupted:  # a fan-out's Ctrl-C may have closed the connections the undo needs
-            ctx.runner.revive()
-        report.undone = _undo(ctx, on_step, total)
-        if paused_at is not None and report.paused_seconds is None:
-            report.paused_seconds = time.monotonic() - paused_at
-        report.error = _failure(plan, i, step, why, report.undone)
-        report.seconds = time.monotonic() - start
-        log(audit.entry(kind, "interrupted" if interrupted else "failed", target=plan.target,
-                        error=report.error, undone=report.undone, message=message))
-        if interrupted:
-            raise KeyboardInterrupt
-        return report
+    trail.run("started", steps=plan.actions())
 
     current = ""
     # Ctrl-C lets the step under way finish: a remote command cut off keeps running on its
@@ -231,35 +220,132 @@ def execute(ctx: Run, audit_hosts: list[Host], message: str, on_step: StepEvent)
         for i, step in enumerate(plan.steps, start=1):
             current = f"step {i}/{total} ({step.action} on {step.host})"
             on_step("start", i, total, step, "")
-            t0 = time.monotonic()
-            if step.action == "pause" and paused_at is None:
-                paused_at = t0
+            started = clock.step_starts(step)
             try:
-                detail = ACTIONS[step.action](ctx, step)
+                detail = _dispatch(ctx, step)
             except (SentryfabError, CommandFailed, Unreachable, KeyboardInterrupt) as e:
                 interrupted = ctrl_c.requested or isinstance(e, KeyboardInterrupt | Interrupted)
                 why = ctx.secrets.mask("interrupted (Ctrl-C)" if interrupted else str(e))
-                now = time.monotonic()
-                report.steps.append(StepReport(step, "failed", why, now - t0, now - start))
+                clock.step_ends(i, step, "failed", why, started)
                 on_step("failed", i, total, step, why)
-                log(audit.entry(f"{kind}.step", "failed", step=step.action, host=step.host,
-                                detail=why))
-                return stop(i, step, why, interrupted)
-            now = time.monotonic()
-            report.steps.append(StepReport(step, "done", detail, now - t0, now - start))
+                trail.step(step, "failed", why)
+                return _stop(ctx, clock, trail, on_step, i, step, why, interrupted)
+            clock.step_ends(i, step, "done", detail, started)
             on_step("done", i, total, step, detail)
-            if i == last_resume and paused_at is not None:
-                report.paused_seconds = now - paused_at
-            if step.action == "verify_write" and report.write_after is None:
-                report.write_after = now - start
-            log(audit.entry(f"{kind}.step", "ok", step=step.action, host=step.host,
-                            detail=detail))
+            trail.step(step, "ok", detail)
             if ctrl_c.requested and i < total:
-                return stop(i, step, "interrupted (Ctrl-C) after this step", True)
-    report.seconds = time.monotonic() - start
-    log(audit.entry(kind, "ok", target=plan.target, seconds=round(report.seconds, 3),
-                    paused_seconds=None if report.paused_seconds is None
-                    else round(report.paused_seconds, 3), message=message))
+                return _stop(ctx, clock, trail, on_step, i, step,
+                             "interrupted (Ctrl-C) after this step", True)
+    clock.finish()
+    trail.run("ok", seconds=round(report.seconds, 3),
+              paused_seconds=None if report.paused_seconds is None
+              else round(report.paused_seconds, 3))
+    return report
+
+
+def _dispatch(ctx: Run, step: Step) -> str:
+    """Run the step that does `step.action`; what it did, in words."""
+    return ACTIONS[step.action](ctx, step)
+
+
+@dataclass
+class _Timings:
+    """The report's timings: each step's, the run's, how long clients waited (first PAUSE
+    to the last RESUME, or to the end of a run cut short) and when a write first went
+    through."""
+
+    report: Report
+    start: float = field(default_factory=time.monotonic)
+    paused_at: float | None = None
+    last_resume: int = field(init=False)  # the plan's last RESUME step (from 1); 0: none
+
+    def __post_init__(self) -> None:
+        self.last_resume = max((i for i, s in enumerate(self.report.plan.steps, 1)
+                                if s.action == Action.RESUME), default=0)
+
+    def clients_wait(self) -> bool:
+        """True from the first PAUSE until clients are resumed (or the run ends)."""
+        return self.paused_at is not None and self.report.paused_seconds is None
+
+    def step_starts(self, step: Step) -> float:
+        """When `step` starts; a PAUSE starts the clients' wait."""
+        started = time.monotonic()
+        if step.action == Action.PAUSE and self.paused_at is None:
+            self.paused_at = started
+        return started
+
+    def step_ends(self, index: int, step: Step, state: str, detail: str,
+                  started: float) -> None:
+        """The step's report line; a done last RESUME ends the wait, a done test write is
+        the first one that went through."""
+        now = time.monotonic()
+        report = self.report
+        report.steps.append(StepReport(step, state, detail, now - started, now - self.start))
+        if state != "done":
+            return
+        if index == self.last_resume and self.paused_at is not None:
+            report.paused_seconds = now - self.paused_at
+        if step.action == Action.VERIFY_WRITE and report.write_after is None:
+            report.write_after = now - self.start
+
+    def stop_waiting(self) -> None:
+        """A run cut short: clients waited until now (the undo resumed them)."""
+        if self.paused_at is not None and self.report.paused_seconds is None:
+            self.report.paused_seconds = time.monotonic() - self.paused_at
+
+    def finish(self) -> None:
+        """The run's length."""
+        self.report.seconds = time.monotonic() - self.start
+
+
+@dataclass
+class _AuditTrail:
+    """The run's audit lines, in the local log and on the db and PgBouncer hosts. While
+    PgBouncer is paused every round trip is client wait: lines are held, and written right
+    after RESUME (or the failure)."""
+
+    runner: Runner
+    hosts: list[Host]
+    kind: str  # db.switchover, db.failover, ...
+    target: str
+    message: str
+    holding: Callable[[], bool]  # True while lines must wait
+    held: list[dict[str, Any]] = field(default_factory=list)
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Write `record` (after those held), or hold it while clients wait."""
+        if self.holding():
+            self.held.append(record)
+            return
+        for r in [*self.held, record]:
+            _audit(self.runner, self.hosts, r)
+        self.held.clear()
+
+    def run(self, result: str, **details: Any) -> None:
+        """The run's own line: started, ok, failed or interrupted."""
+        self.write(audit.entry(self.kind, result, target=self.target, **details,
+                               message=self.message))
+
+    def step(self, step: Step, result: str, detail: str) -> None:
+        """One step's line: ok or failed, and what it said."""
+        self.write(audit.entry(f"{self.kind}.step", result, step=step.action, host=step.host,
+                               detail=detail))
+
+
+def _stop(ctx: Run, clock: _Timings, trail: _AuditTrail, on_step: StepEvent, i: int,
+          step: Step, why: str, interrupted: bool) -> Report:
+    """What ran is put back (as far as it can be), the end written, and a Ctrl-C passed on."""
+    if interrupted:  # a fan-out's Ctrl-C may have closed the connections the undo needs
+        ctx.runner.revive()
+    report = clock.report
+    report.undone = _undo(ctx, on_step, len(ctx.plan.steps))
+    clock.stop_waiting()
+    report.error = _failure(ctx.plan, i, step, why, report.undone)
+    clock.finish()
+    trail.run("interrupted" if interrupted else "failed", error=report.error,
+              undone=report.undone)
+    if interrupted:
+        raise KeyboardInterrupt
     return report
 
 
@@ -268,7 +354,7 @@ def _undo(ctx: Run, on_step: StepEvent, total: int) -> list[str]:
     done = []
     while ctx.undo:
         u = ctx.undo.pop()
-        st = Step("undo", u.host, u.what)
+        st = Step(UNDO, u.host, u.what)  # type: ignore[arg-type]  # an event, not a plan step
         try:
             u.action()
             done.append(f"{u.host}: {u.what}")
@@ -281,7 +367,7 @@ def _undo(ctx: Run, on_step: StepEvent, total: int) -> list[str]:
 
 def _failure(plan: Plan, i: int, step: Step, why: str, undone: list[str]) -> str:
     text = f"step {i}/{len(plan.steps)} ({step.action} on {step.host}) failed: {why}"
-    promoted = any(s.action == "promote" for s in plan.steps[:i - 1])
+    promoted = any(s.action == Action.PROMOTE for s in plan.steps[:i - 1])
     if undone and not promoted:
         text += "; put back: " + "; ".join(undone)
     elif undone:
@@ -315,5 +401,5 @@ def topology(runner: Runner, inv: Inventory, secrets: Secrets) -> Topology:
     return discover(runner, inv, secrets)
 
 
-__all__ = ["ACTIONS", "KINDS", "Options", "Report", "StepFailed", "execute", "options",
-           "prepare", "run", "topology"]
+__all__ = ["ACTIONS", "KINDS", "Action", "Options", "Report", "StepFailed", "execute",
+           "options", "prepare", "run", "topology"]

@@ -18,13 +18,13 @@ from ..lockinfo import (  # noqa: F401 - the lock's pure parts, re-exported for 
     LOCK_DIR,
     LockInfo,
     acquire_command,
+    force_release_command,
     lock_host,
     parse_info,
     release_command,
     status_command,
 )
 from ..remote import Runner
-from ..shell import join
 from .audit import identity
 
 
@@ -41,8 +41,7 @@ def status(runner: Runner, inv: Inventory) -> LockInfo | None:
 def release(runner: Runner, inv: Inventory, held: LockInfo) -> bool:
     """Force free the lock `held` names (after a crash): only that holder's, not one that
     took it since it was shown and confirmed. True if it was released."""
-    out = runner.session(lock_host(inv)).run(
-        release_command(held.token) + f"; [ ! -e {join([LOCK_DIR])} ]")
+    out = runner.session(lock_host(inv)).run(force_release_command(held.token))
     return out.exit_code == 0
 
 

@@ -5,25 +5,35 @@ the first round, reused by --watch's later rounds), evaluate each host's answer 
 previous sample, add the cluster-level findings, keep the new samples. Hosts outside the
 selection that a finding needs (the databases, for PgBouncer's target) are checked too but
 not shown.
+
+`rounds(...)` is the whole of `fab status` short of showing it: it selects the hosts,
+connects, and yields Rounds whose every `check()` is one round sent to statsd; `--watch`
+asks it for a round every N seconds, `fab db.status` also for the db topology.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..lockinfo import lock_host
-from ..remote import HostSession, Runner
+from ..remote import DEFAULT_PARALLEL, HostSession, Runner
 from ..results import HostResult
 from ..roles import ROLES
 from ..secrets import Secrets
-from ..status import checks, cluster, script, state
+from ..selection import Selection, select
+from ..status import checks, cluster, script, state, statsd
 from ..status.checks import Answer
 from ..status.model import HostStatus, Problem, StatusReport
+
+if TYPE_CHECKING:
+    from ..topology.model import Topology
 
 #: A finding about these roles needs those roles' hosts checked as well.
 CONTEXT_ROLES: dict[str, tuple[str, ...]] = {
@@ -142,3 +152,75 @@ class StatusChecker:
 
 def _concerns(p: Problem, hosts: set[str], roles: set[str]) -> bool:
     return bool(set(p.hosts) & hosts or set(p.roles) & roles) or not (p.hosts or p.roles)
+
+
+@dataclass(frozen=True)
+class StatusOptions:
+    """Which hosts `fab status` checks, how, and where its figures go."""
+
+    roles: str | None = None
+    hosts: str | None = None
+    exclude: str | None = None
+    parallel: int = DEFAULT_PARALLEL
+    accept_new: bool = False
+    statsd: str | None = None  # HOST:PORT; None: the inventory's statsd, if it names one
+
+
+@dataclass
+class Round:
+    """One round's report, and how sending its figures to statsd went."""
+
+    report: StatusReport
+    statsd: tuple[str, int] | None = None  # where the gauges went; None: nowhere
+    gauges: int = 0
+    packets: int = 0
+    statsd_problem: str = ""  # why they could not be sent (the round itself still counts)
+
+
+@dataclass
+class Rounds:
+    """Status rounds over one set of connections (--watch reuses them)."""
+
+    runner: Runner
+    inv: Inventory
+    checker: StatusChecker
+    target: tuple[str, int] | None
+    load_secrets: Callable[[], Secrets]
+
+    @property
+    def checked(self) -> list[Host]:
+        """Every host a round checks: the selected ones and those their findings need."""
+        return self.checker.checked
+
+    def check(self, on_done: Callable[[HostResult], None] | None = None) -> Round:
+        """One round over every host, its figures sent as statsd gauges."""
+        done = Round(self.checker.round(on_done))
+        if self.target is not None:
+            lines = statsd.gauge_lines(done.report)
+            try:
+                done.packets = statsd.send(self.target, lines)
+                done.statsd, done.gauges = self.target, len(lines)
+            except OSError as e:
+                done.statsd_problem = (f"statsd {self.target[0]}:{self.target[1]}: "
+                                       f"{e.strerror or e}")
+        return done
+
+    def topology(self) -> Topology:
+        """The db cluster as its hosts and PgBouncers report it (who is primary, lag,
+        timelines, where each PgBouncer points): the same as `fab db.topology`."""
+        from . import failover
+
+        return failover.topology(self.runner, self.inv, self.load_secrets())
+
+
+@contextmanager
+def rounds(inv: Inventory, opts: StatusOptions, load_secrets: Callable[[], Secrets], *,
+           connect: Callable[..., Runner] = Runner) -> Iterator[Rounds]:
+    """Select the hosts, read the statsd target, connect; yields what runs the rounds."""
+    shown = select(inv, Selection(roles=opts.roles, hosts=opts.hosts, exclude=opts.exclude))
+    target = (statsd.parse_target(opts.statsd) if opts.statsd
+              else statsd.inventory_target(inv.extra.get("statsd")))
+    with connect(inv, parallel=opts.parallel, accept_new=opts.accept_new) as runner:
+        checker = StatusChecker(runner, inv, load_secrets(), shown,
+                                state_file=state.state_path(inv.cluster))
+        yield Rounds(runner, inv, checker, target, load_secrets)

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from ..configs.context import settings, web_ports
 from ..containers.spec import specs_for
-from ..failover.discover import cluster_state
 from ..inventory import Inventory
 from ..lab import load
 from ..remote import Runner
 from . import probe_figures
+from .discover import cluster_state
 
 WORKERS = "$(docker ps -aq --filter label=sentryfab.role=worker)"
 

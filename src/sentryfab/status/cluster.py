@@ -14,7 +14,11 @@ from ..configs.context import SENTRY_DB, web_ports
 from ..containers import cleanup
 from ..folding import fold_names
 from ..inventory import Inventory
-from . import ingestion, parsers
+from . import ingestion
+from .facts.db import DbFacts
+from .facts.nginx import Upstream
+from .facts.web import Probe
+from .metrics import Key
 from .model import ClusterView, HostStatus, Problem
 from .thresholds import evaluate, levels
 
@@ -35,7 +39,7 @@ def analyse(inv: Inventory, statuses: list[HostStatus]) -> ClusterView:
     return view
 
 
-def _db_facts(statuses: list[HostStatus]) -> list[tuple[HostStatus, parsers.DbFacts]]:
+def _db_facts(statuses: list[HostStatus]) -> list[tuple[HostStatus, DbFacts]]:
     return [(st, st.facts["db"]) for st in statuses if "db" in st.facts]
 
 
@@ -46,8 +50,8 @@ def _primary(view: ClusterView, statuses: list[HostStatus]) -> None:
     if not dbs:
         return
     answered = _db_facts(statuses)
-    view.primaries = [st.host.name for st, f in answered if f.in_recovery is False]
-    view.replicas = [st.host.name for st, f in answered if f.in_recovery]
+    view.primaries = [st.host.name for st, facts in answered if facts.in_recovery is False]
+    view.replicas = [st.host.name for st, facts in answered if facts.in_recovery]
     silent = [st.host.name for st in dbs if "db" not in st.facts]
     if len(view.primaries) == 1:
         view.primary = view.primaries[0]
@@ -74,18 +78,19 @@ def _primary(view: ClusterView, statuses: list[HostStatus]) -> None:
 
 
 def _replicas(inv: Inventory, view: ClusterView, statuses: list[HostStatus]) -> None:
-    facts = dict((st.host.name, f) for st, f in _db_facts(statuses))
-    primary = facts.get(view.primary) if view.primary else None
-    for st, f in _db_facts(statuses):
-        if not f.in_recovery:
+    by_host = {st.host.name: facts for st, facts in _db_facts(statuses)}
+    primary = by_host.get(view.primary) if view.primary else None
+    for st, facts in _db_facts(statuses):
+        if not facts.in_recovery:
             continue
-        m = st.metrics.setdefault("db", {})
+        metrics = st.metrics.setdefault("db", {})
         lv = levels(inv, st.host, "db")
-        receiver = f.node.get("wal_receiver", "").split()
+        receiver = facts.node.get("wal_receiver", "").split()
         row = None
         if primary is not None:
-            row = next((s for s in primary.standbys
-                        if s.name == st.host.name or s.address == st.host.address), None)
+            row = next((standby for standby in primary.standbys
+                        if standby.name == st.host.name or standby.address == st.host.address),
+                       None)
         if not receiver or receiver[0] != "streaming":
             state = receiver[0] if receiver else "not running"
             st.add(Problem("critical", f"not streaming from the primary (WAL receiver: {state})",
@@ -93,27 +98,27 @@ def _replicas(inv: Inventory, view: ClusterView, statuses: list[HostStatus]) -> 
         elif primary is not None and row is None:
             st.add(Problem("critical", f"the primary {view.primary} lists no stream to this "
                                        "replica", scope="db"))
-        if f.node.get("replay_paused") in ("paused", "pause requested"):
+        if facts.node.get("replay_paused") in ("paused", "pause requested"):
             st.add(Problem("warning", "WAL replay is paused (SELECT pg_wal_replay_resume() "
                                       "resumes it)", scope="db"))
-        lag_bytes = _max(row.lag_bytes if row else None, f.num("replay_lag_bytes"))
-        lag_s = _max(row.lag_seconds if row else None, f.num("replay_age_s"))
-        m["replication_lag_bytes"] = lag_bytes
-        m["replication_lag_s"] = round(lag_s, 3) if lag_s is not None else None
-        st.add(_db(evaluate("replication_lag_bytes", lag_bytes, lv)))
-        st.add(_db(evaluate("replication_lag_s", lag_s, lv)))
-        mine, theirs = f.num("timeline"), primary.num("timeline") if primary else None
+        lag_bytes = _max(row.lag_bytes if row else None, facts.num("replay_lag_bytes"))
+        lag_s = _max(row.lag_seconds if row else None, facts.num("replay_age_s"))
+        metrics[Key.REPLICATION_LAG_BYTES] = lag_bytes
+        metrics[Key.REPLICATION_LAG_S] = round(lag_s, 3) if lag_s is not None else None
+        st.add(_db(evaluate(Key.REPLICATION_LAG_BYTES, lag_bytes, lv)))
+        st.add(_db(evaluate(Key.REPLICATION_LAG_S, lag_s, lv)))
+        mine, theirs = facts.num("timeline"), primary.num("timeline") if primary else None
         if mine is not None and theirs is not None and mine != theirs:
             st.add(Problem("warning", f"on timeline {mine:.0f}, the primary {view.primary} on "
                                       f"{theirs:.0f}", scope="db"))
 
 
-def _db(p: Problem | None) -> Problem | None:
-    return None if p is None else replace(p, scope="db")
+def _db(problem: Problem | None) -> Problem | None:
+    return None if problem is None else replace(problem, scope="db")
 
 
 def _max(*values: float | None) -> float | None:
-    present = [v for v in values if v is not None]
+    present = [value for value in values if value is not None]
     return max(present) if present else None
 
 
@@ -127,7 +132,7 @@ def _pgbouncer(view: ClusterView, statuses: list[HostStatus]) -> None:
             continue
         where = dbs.get(target[0])
         label = f"{where} ({target[0]})" if where else target[0]
-        st.metrics.setdefault("pgbouncer", {})["points_at_primary"] = None
+        st.metrics.setdefault("pgbouncer", {})[Key.POINTS_AT_PRIMARY] = None
         st.facts["pgb_target_host"] = where or target[0]
         if view.split_brain or not dbs:
             continue
@@ -136,7 +141,7 @@ def _pgbouncer(view: ClusterView, statuses: list[HostStatus]) -> None:
                                       "compare with", scope="pgbouncer"))
             continue
         ok = where == view.primary
-        st.metrics["pgbouncer"]["points_at_primary"] = int(ok)
+        st.metrics["pgbouncer"][Key.POINTS_AT_PRIMARY] = int(ok)
         if not ok:
             what = "a replica" if where in view.replicas else \
                 "not a database host" if where is None else "a database that did not answer"
@@ -149,20 +154,22 @@ def _pgbouncer(view: ClusterView, statuses: list[HostStatus]) -> None:
 def _cron(view: ClusterView, statuses: list[HostStatus]) -> None:
     if not any(st.host.has("cron") for st in statuses):
         return
-    running = [(st.host.name, c.name) for st in statuses
-               for c in st.facts.get("containers", [])
-               if c.role == "cron" and c.running and c.name != cleanup.CONTAINER]
-    view.cron_hosts = [h for h, _ in running]
+    running = [(st.host.name, container.name) for st in statuses
+               for container in st.facts.get("containers", [])
+               if container.role == "cron" and container.running
+               and container.name != cleanup.CONTAINER]
+    view.cron_hosts = [host for host, _ in running]
     blind = [st.host.name for st in statuses if st.host.roles and "containers" not in st.facts]
     unseen = f" ({fold_names(blind)} could not be checked)" if blind else ""
-    where = ", ".join(f"{h} ({c})" for h, c in running)
+    where = ", ".join(f"{host} ({container})" for host, container in running)
     if not running and set(blind) & _denied(statuses):
         pass  # a host that may hold the cron could not be seen for want of rights
     elif not running:
         view.problems.append(Problem(
             "critical", f"no cron running: scheduled jobs (and requeueing dead workers' events)"
                         f" have stopped{unseen}", scope="cluster",
-            hosts=tuple(h.host.name for h in statuses if h.host.has("cron")), roles=("cron",)))
+            hosts=tuple(st.host.name for st in statuses if st.host.has("cron")),
+            roles=("cron",)))
     elif len(running) > 1:
         view.problems.append(Problem(
             "critical", f"{len(running)} crons running: {where}; exactly one must run (every "
@@ -174,12 +181,12 @@ def _versions(view: ClusterView, statuses: list[HostStatus]) -> None:
     per_role: dict[str, dict[str, list[str]]] = {}
     for st in statuses:
         for role, versions in st.facts.get("versions", {}).items():
-            for v in versions:
-                per_role.setdefault(role, {}).setdefault(v, []).append(st.host.name)
+            for version in versions:
+                per_role.setdefault(role, {}).setdefault(version, []).append(st.host.name)
     view.versions = per_role
     for role, by_version in per_role.items():
         if len(by_version) > 1:
-            spread = "; ".join(f"{v} on {fold_names(hosts)}" for v, hosts in
+            spread = "; ".join(f"{version} on {fold_names(hosts)}" for version, hosts in
                                sorted(by_version.items()))
             view.problems.append(Problem(
                 "warning", f"{role} runs {len(by_version)} versions: {spread} (a rollout left "
@@ -194,35 +201,37 @@ def _upstreams(inv: Inventory, statuses: list[HostStatus]) -> None:
     reported: dict[str, str] = {}   # endpoint -> web host that reports that process down
     checked: set[str] = set()
     for st in statuses:
-        probes: dict[int, parsers.Probe] = st.facts.get("web", {})
-        for port, p in probes.items():
+        probes: dict[int, Probe] = st.facts.get("web", {})
+        for port, probe in probes.items():
             checked.add(f"{st.host.address}:{port}")
-            if not p.ok:
+            if not probe.ok:
                 reported[f"{st.host.address}:{port}"] = st.host.name
         if st.host.has("web") and not st.reachable:
             reported.update({ep: st.host.name for ep in _endpoints_of(st, statuses)})
     # The lock host's answer: {"lock": holder or None}; no such fact when it was not read.
-    lock = next((s.facts for s in statuses if "lock" in s.facts), None)
+    lock = next((other.facts for other in statuses if "lock" in other.facts), None)
     for st in statuses:
-        ups: list[parsers.Upstream] = st.facts.get("upstreams", [])
-        live = [u for u in ups if not u.drained]
-        bad = [u for u in live if not u.probe.ok]
-        lonely = [u for u in bad if u.endpoint not in reported]
-        for u in bad:
-            if u.endpoint in reported:
-                st.notes.append(f"upstream {u.endpoint} ({u.name}) down, reported on "
-                                f"{reported[u.endpoint]}")
-        drained = [u.endpoint for u in ups if u.drained]
+        ups: list[Upstream] = st.facts.get("upstreams", [])
+        live = [up for up in ups if not up.drained]
+        bad = [up for up in live if not up.probe.ok]
+        lonely = [up for up in bad if up.endpoint not in reported]
+        for up in bad:
+            if up.endpoint in reported:
+                st.notes.append(f"upstream {up.endpoint} ({up.name}) down, reported on "
+                                f"{reported[up.endpoint]}")
+        drained = [up.endpoint for up in ups if up.drained]
         if drained:
             _drained(st, drained, lock)
         if not lonely or not live:
             continue
         pct = 100.0 * len(lonely) / len(live)
-        p = evaluate("upstreams_down_pct", pct, levels(inv, st.host, "nginx"))
-        if p is not None:
-            which = ", ".join(f"{u.endpoint} ({u.name}): {u.probe.describe()}" for u in lonely)
-            st.add(Problem(p.severity, f"{p.message}: {which}", metric=p.metric, value=p.value,
-                           limit=p.limit, scope="nginx"))
+        problem = evaluate(Key.UPSTREAMS_DOWN_PCT, pct, levels(inv, st.host, "nginx"))
+        if problem is not None:
+            which = ", ".join(f"{up.endpoint} ({up.name}): {up.probe.describe()}"
+                              for up in lonely)
+            st.add(Problem(problem.severity, f"{problem.message}: {which}",
+                           metric=problem.metric, value=problem.value, limit=problem.limit,
+                           scope="nginx"))
 
 
 def _drained(st: HostStatus, drained: list[str], lock: dict | None) -> None:
@@ -239,14 +248,14 @@ def _drained(st: HostStatus, drained: list[str], lock: dict | None) -> None:
     st.add(Problem("warning", f"{len(drained)} upstream(s) out of nginx's rotation{since} "
                               f"with no deploy running: {', '.join(drained)} (an interrupted "
                               "deploy? `fab deploy.web` or `fab config.push --roles=nginx` "
-                              "puts them back)", metric="upstreams_drained_idle",
+                              "puts them back)", metric=Key.UPSTREAMS_DRAINED_IDLE,
                    value=len(drained), scope="nginx"))
 
 
 def _endpoints_of(st: HostStatus, statuses: list[HostStatus]) -> list[str]:
     # An unreachable web host: every upstream pointing at its address is explained by that.
-    return [u.endpoint for other in statuses for u in other.facts.get("upstreams", [])
-            if u.endpoint.rsplit(":", 1)[0] == st.host.address]
+    return [up.endpoint for other in statuses for up in other.facts.get("upstreams", [])
+            if up.endpoint.rsplit(":", 1)[0] == st.host.address]
 
 
 def _web_capacity(inv: Inventory, view: ClusterView, statuses: list[HostStatus]) -> None:
@@ -256,36 +265,38 @@ def _web_capacity(inv: Inventory, view: ClusterView, statuses: list[HostStatus])
     if not webs:
         return
     total = sum(len(web_ports(inv, st.host)) for st in webs)
-    up = sum(int(st.metrics.get("web", {}).get("processes_up") or 0) for st in webs
+    up = sum(int(st.metrics.get("web", {}).get(Key.PROCESSES_UP) or 0) for st in webs
              if st.reachable)
     if not total:
         return
     pct = 100.0 * (total - up) / total
-    p = evaluate("web_down_pct", pct, levels(inv, webs[0].host, "web"),
-                 f"web processes down across the cluster ({total - up} of {total})")
-    if p is not None:
-        view.problems.append(Problem(p.severity, p.message, metric=p.metric, value=p.value,
-                                     limit=p.limit, scope="cluster", roles=("web",)))
+    problem = evaluate(Key.WEB_DOWN_PCT, pct, levels(inv, webs[0].host, "web"),
+                       f"web processes down across the cluster ({total - up} of {total})")
+    if problem is not None:
+        view.problems.append(Problem(problem.severity, problem.message, metric=problem.metric,
+                                     value=problem.value, limit=problem.limit, scope="cluster",
+                                     roles=("web",)))
 
 
 # -- the queue -------------------------------------------------------------------------------------
 
 def _queue(view: ClusterView, statuses: list[HostStatus]) -> None:
-    queues = [st for st in statuses if "queue_length" in st.metrics.get("redis-queue", {})]
+    queues = [st for st in statuses
+              if Key.QUEUE_LENGTH in st.metrics.get("redis-queue", {})]
     if not queues:
         return
-    m = queues[0].metrics["redis-queue"]
-    view.queue_length = int(m["queue_length"] or 0)
-    growth = m.get("queue_growth_per_s")
+    metrics = queues[0].metrics["redis-queue"]
+    view.queue_length = int(metrics[Key.QUEUE_LENGTH] or 0)
+    growth = metrics.get(Key.QUEUE_GROWTH_PER_S)
     view.queue_growth_per_s = float(growth) if growth is not None else None
-    age = m.get("backlog_age_s")
+    age = metrics.get(Key.BACKLOG_AGE_S)
     view.backlog_age_s = float(age) if age is not None else None
-    beats = m.get("worker_heartbeats")
+    beats = metrics.get(Key.WORKER_HEARTBEATS)
     workers = [st for st in statuses if st.host.has("worker")]
     if beats is None or not workers or any("containers" not in st.facts for st in workers):
         return
-    running = sum(1 for st in workers for c in st.facts["containers"]
-                  if c.role == "worker" and c.running)
+    running = sum(1 for st in workers for container in st.facts["containers"]
+                  if container.role == "worker" and container.running)
     if beats < running:
         view.problems.append(Problem(
             "warning", f"{beats:.0f} worker heartbeats in the queue Redis for {running} running "
@@ -301,14 +312,14 @@ def _ingestion(view: ClusterView, statuses: list[HostStatus]) -> None:
     seen: list[ingestion.Ingestion] = [st.facts["ingestion"] for st in statuses
                                        if "ingestion" in st.facts]
     if seen:
-        total = sum(i.total for i in seen)
+        total = sum(ing.total for ing in seen)
         view.ingest_per_s = round(total / ingestion.WINDOW_S, 3)
-        view.ingest_error_pct = round(100.0 * sum(i.errors for i in seen) / total, 2) \
+        view.ingest_error_pct = round(100.0 * sum(ing.errors for ing in seen) / total, 2) \
             if total else None
-    missing = [st.metrics["worker"]["payloads_missing"] for st in statuses
-               if "payloads_missing" in st.metrics.get("worker", {})]
+    missing = [st.metrics["worker"][Key.PAYLOADS_MISSING] for st in statuses
+               if Key.PAYLOADS_MISSING in st.metrics.get("worker", {})]
     if missing:
-        view.payloads_missing = int(sum(v or 0 for v in missing))
+        view.payloads_missing = int(sum(count or 0 for count in missing))
 
 
 # -- permissions -----------------------------------------------------------------------------------
@@ -322,11 +333,11 @@ def _permissions(view: ClusterView, statuses: list[HostStatus]) -> None:
     """One line per kind of refusal: 'deploy may not use Docker on 10 hosts: <fix>'."""
     groups: dict[tuple[str, str, str], list[HostStatus]] = {}
     for st in statuses:
-        d = st.facts.get("denied")
-        if d is not None:
-            groups.setdefault((d.user, d.what, d.fix), []).append(st)
+        denial = st.facts.get("denied")
+        if denial is not None:
+            groups.setdefault((denial.user, denial.what, denial.fix), []).append(st)
     for members in groups.values():
-        d = members[0].facts["denied"]
+        denial = members[0].facts["denied"]
         view.problems.append(Problem(
-            "critical", d.summary(len(members)), scope="cluster",
+            "critical", denial.summary(len(members)), scope="cluster",
             hosts=tuple(st.host.name for st in members)))

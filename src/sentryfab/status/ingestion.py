@@ -1,10 +1,9 @@
-"""Ingestion over the last minute: nginx's answers to SDKs, and payloads the workers missed.
+"""What `fab status` knows of Sentry 9.1.2's ingestion: its routes, why a request was not
+accepted, which worker messages mean an accepted event lost. Pure: tables and classification.
 
-Pure: the commands a host runs and the parsers of what they print. At 5,000 events/s nginx
-logs 300,000 lines a minute: they never cross SSH. `docker logs --since 60s` is piped into
-a small POSIX awk on the host that prints one 'endpoint status count' line per pair seen
-(a few dozen lines at most); the workers' logs are reduced the same way to counts of
-Sentry's "payload missing" messages.
+The commands that count requests and messages on the host, and their parsers, are
+facts/ingestion.py's; this module classifies what they counted (checks.py, cluster.py and the
+ui read the result).
 
 The endpoints are the ingestion routes of Sentry 9.1.2 (sentry/web/urls.py) and those newer
 SDKs use that it lacks (Relay's routes, relay-server/src/endpoints/mod.rs). On 9.1.2 a
@@ -18,8 +17,10 @@ preflight refused stops its event as surely as a refused POST.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..shell import join
+if TYPE_CHECKING:
+    from .facts.ingestion import IngestFacts
 
 #: The window every figure covers, in seconds (`docker logs --since`).
 WINDOW_S = 60
@@ -104,79 +105,6 @@ MISSING_PAYLOAD: dict[str, str] = {
 }
 
 
-# -- nginx ---------------------------------------------------------------------------------------
-
-def _nginx_awk() -> str:
-    """The awk that reduces nginx's access log (log_format sentryfab) to counts.
-
-    Fields are split on '"' (nginx escapes one inside a value as \\x22): 1 is address and
-    time, 2 the request line, 3 starts with status. Lines without a 3-digit status there
-    (nginx's error log, docker's own errors) are kept aside: the last one says why a read
-    failed.
-    """
-    chain = " else ".join(f'if (p ~ "{e.pattern}") e = "{e.name}";' for e in ENDPOINTS)
-    return (
-        '$1 == "@rc" && NF == 2 { rc = $2; next } '
-        '{ lines++; k = split($0, q, "\\""); '
-        'if (k < 3 || split(q[3], f, " ") < 1 || f[1] !~ /^[0-9][0-9][0-9]$/) '
-        '{ junk = $0; next } '
-        'requests++; split(q[2], r, " "); p = r[2]; sub(/[?].*/, "", p); '
-        f'if (p !~ "^/api/" || p ~ "{NOT_INGESTION}") next; '
-        f"{chain} else next; "
-        'n[e " " f[1]]++ } '
-        'END { print "lines", lines + 0; print "requests", requests + 0; '
-        'for (x in n) print x, n[x]; print "rc", (rc == "" ? "-" : rc); '
-        'if (rc != 0 && junk != "") print "error", junk }'
-    )
-
-
-NGINX_AWK = _nginx_awk()
-
-
-def nginx_command(container: str, timeout: int) -> str:
-    """The last minute of nginx's log, reduced on the host: docker's exit code rides along as
-    an '@rc N' line (a pipeline's own status is awk's)."""
-    logs = join(["timeout", timeout, "docker", "logs", "--since", f"{WINDOW_S}s", container])
-    return f'{{ {logs} 2>&1; echo "@rc $?"; }} | {join(["awk", NGINX_AWK])}'
-
-
-@dataclass(frozen=True)
-class IngestFacts:
-    """What the nginx awk printed: responses per ingestion endpoint and status code."""
-
-    counts: dict[str, dict[int, int]]   # endpoint -> status -> responses in the window
-    lines: int = 0                       # log lines read
-    requests: int = 0                    # access-log lines, any path
-    rc: int | None = None                # docker logs' exit code; None: never reported
-    error: str = ""                      # its last complaint, when it failed
-
-    @property
-    def cut_off(self) -> bool:
-        """True if the read was stopped by its timeout (the counts cover part of the minute)."""
-        return self.rc is None or self.rc == 124
-
-
-def ingest(lines: tuple[str, ...]) -> IngestFacts:
-    """'lines N', 'requests N', 'ENDPOINT STATUS COUNT' lines (any order), 'rc N|-',
-    'error TEXT'."""
-    counts: dict[str, dict[int, int]] = {}
-    seen: dict[str, int] = {}
-    rc: int | None = None
-    error = ""
-    for line in lines:
-        parts = line.split()
-        if line.startswith("error "):
-            error = line[6:].strip()
-        elif len(parts) == 2 and parts[0] in ("lines", "requests") and parts[1].isdigit():
-            seen[parts[0]] = int(parts[1])
-        elif len(parts) == 2 and parts[0] == "rc":
-            rc = int(parts[1]) if parts[1].isdigit() else None
-        elif len(parts) == 3 and parts[0] in BY_NAME and parts[1].isdigit() \
-                and parts[2].isdigit():
-            counts.setdefault(parts[0], {})[int(parts[1])] = int(parts[2])
-    return IngestFacts(counts, seen.get("lines", 0), seen.get("requests", 0), rc, error)
-
-
 def cause_of(endpoint: str, status: int) -> str | None:
     """Why a response did not deliver its event (None for a 2xx: it did)."""
     if status < 300:
@@ -215,103 +143,32 @@ def classify(facts: IngestFacts) -> Ingestion:
     lacking: dict[str, dict[int, int]] = {}
     total = 0
     for endpoint, by_status in facts.counts.items():
-        for status, n in by_status.items():
-            total += n
-            cls = f"{status // 100}xx"
-            if cls in classes:
-                classes[cls] += n
+        for status, count in by_status.items():
+            total += count
+            status_class = f"{status // 100}xx"
+            if status_class in classes:
+                classes[status_class] += count
             cause = cause_of(endpoint, status)
             if cause is not None:
-                causes[cause] += n
+                causes[cause] += count
             if cause == "missing_endpoint":
-                lacking.setdefault(endpoint, {})[status] = n
+                lacking.setdefault(endpoint, {})[status] = count
     return Ingestion(total, classes, causes, lacking)
 
 
 def causes_text(ing: Ingestion) -> str:
     """'too large (413) 30, rate limited (429) 2': the causes seen, most frequent first."""
     order = list(CAUSES)
-    seen = sorted((c for c, n in ing.causes.items() if n), key=lambda c: (-ing.causes[c],
-                                                                          order.index(c)))
-    return ", ".join(f"{CAUSES[c]} {ing.causes[c]}" for c in seen)
+    seen = sorted((cause for cause, count in ing.causes.items() if count),
+                  key=lambda cause: (-ing.causes[cause], order.index(cause)))
+    return ", ".join(f"{CAUSES[cause]} {ing.causes[cause]}" for cause in seen)
 
 
 def statuses_text(by_status: dict[int, int]) -> str:
     """'403' for one status code, '403 (10), 404 (2)' for several."""
     if len(by_status) == 1:
         return str(next(iter(by_status)))
-    return ", ".join(f"{s} ({n})" for s, n in sorted(by_status.items()))
-
-
-# -- workers -----------------------------------------------------------------------------------
-
-def _word(message: str) -> str:
-    """An ERE matching `message` as a whole: 'process.failed.empty' never inside
-    'preprocess.failed.empty'. Matches the human format ('...events: MSG (cache_key=...)')
-    and the JSON one ('"event":"MSG"')."""
-    edge = "[^A-Za-z0-9_.]"
-    return f"(^|{edge}){message.replace('.', '[.]')}({edge}|$)"
-
-
-def _worker_awk() -> str:
-    """The awk that counts MISSING_PAYLOAD messages per container: a container's lines come
-    before its '@rc NAME CODE' line; '@rc - CODE' closes the whole read."""
-    match = " ".join(f'$0 ~ "{_word(m)}" {{ c["{m}"]++; next }}' for m in MISSING_PAYLOAD)
-    return ('$1 == "@rc" && NF == 3 { for (m in c) print $2, m, c[m]; split("", c); '
-            'print "rc", $2, $3, n + 0; n = 0; next } '
-            f"{{ n++ }} {match}")
-
-
-WORKER_AWK = _worker_awk()
-
-
-def worker_command(containers: list[str], timeout: int) -> str:
-    """The last minute of each worker container's log, reduced on the host; one timeout
-    for them all (a hung Docker engine costs `timeout` seconds, not that per container)."""
-    loop = (f'for c; do docker logs --since {WINDOW_S}s "$c" 2>&1; echo "@rc $c $?"; done')
-    read = join(["timeout", timeout, "sh", "-c", loop, "sh", *containers])
-    return f'{{ {read}; echo "@rc - $?"; }} | {join(["awk", WORKER_AWK])}'
-
-
-@dataclass(frozen=True)
-class PayloadFacts:
-    """What the worker awk printed: missing-payload messages per container."""
-
-    counts: dict[str, dict[str, int]]   # container -> message -> lines in the window
-    rcs: dict[str, int]                 # container -> docker logs' exit code
-    lines: dict[str, int]               # container -> log lines read
-    rc: int | None = None               # the whole read's ('-'); None: never reported
-
-    @property
-    def cut_off(self) -> bool:
-        """True if the read was stopped by its timeout (the counts cover part of the minute)."""
-        return self.rc is None or self.rc == 124
-
-    def total(self, message: str | None = None) -> int:
-        """Lines of `message` (of every MISSING_PAYLOAD message if None), all containers."""
-        return sum(n for per in self.counts.values() for m, n in per.items()
-                   if message is None or m == message)
-
-
-def payloads(lines: tuple[str, ...]) -> PayloadFacts:
-    """'CONTAINER MESSAGE COUNT' and 'rc CONTAINER CODE LINES' lines; container '-' is what
-    was read after the last container that finished (a read cut off)."""
-    counts: dict[str, dict[str, int]] = {}
-    rcs: dict[str, int] = {}
-    read: dict[str, int] = {}
-    rc: int | None = None
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 4 and parts[0] == "rc" and parts[2].isdigit() and parts[3].isdigit():
-            if parts[1] == "-":
-                rc = int(parts[2])
-                if int(parts[3]):
-                    read["-"] = int(parts[3])
-            else:
-                rcs[parts[1]], read[parts[1]] = int(parts[2]), int(parts[3])
-        elif len(parts) == 3 and parts[1] in MISSING_PAYLOAD and parts[2].isdigit():
-            counts.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    return PayloadFacts(counts, rcs, read, rc)
+    return ", ".join(f"{status} ({count})" for status, count in sorted(by_status.items()))
 
 
 def metric_name(message: str) -> str:

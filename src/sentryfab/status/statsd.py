@@ -15,6 +15,7 @@ import socket
 from collections.abc import Iterable
 
 from ..errors import UsageError
+from .metrics import Key
 from .model import StatusReport
 
 PREFIX = "sentryfab"
@@ -67,27 +68,25 @@ def gauge_lines(report: StatusReport) -> list[str]:
     for st in report.hosts:
         host = name_part(st.host.name)
         if not st.reachable:
-            lines += gauge(f"{PREFIX}.host.{host}.reachable", 0)
+            lines += gauge(f"{PREFIX}.host.{host}.{Key.REACHABLE}", 0)
         for scope, metrics in st.metrics.items():
             for metric, value in metrics.items():
                 if isinstance(value, int | float):
                     lines += gauge(f"{PREFIX}.{name_part(scope)}.{host}.{name_part(metric)}",
                                    value)
         sev = {"ok": 0, "warning": 1, "critical": 2}[st.severity]
-        lines += gauge(f"{PREFIX}.host.{host}.severity", sev)
-    cluster = name_part(report.cluster)
+        lines += gauge(f"{PREFIX}.host.{host}.{Key.SEVERITY}", sev)
+    cluster = f"{PREFIX}.cluster.{name_part(report.cluster)}"
     view = report.view
-    lines += gauge(f"{PREFIX}.cluster.{cluster}.severity", report.exit_code)
-    lines += gauge(f"{PREFIX}.cluster.{cluster}.primaries", len(view.primaries))
-    lines += gauge(f"{PREFIX}.cluster.{cluster}.crons", len(view.cron_hosts))
-    if view.queue_length is not None:
-        lines += gauge(f"{PREFIX}.cluster.{cluster}.queue_length", view.queue_length)
-    if view.backlog_age_s is not None:
-        lines += gauge(f"{PREFIX}.cluster.{cluster}.backlog_age_s", view.backlog_age_s)
-    for key in ("ingest_per_s", "ingest_error_pct", "payloads_missing"):
+    lines += gauge(f"{cluster}.{Key.SEVERITY}", report.exit_code)
+    lines += gauge(f"{cluster}.{Key.PRIMARIES}", len(view.primaries))
+    lines += gauge(f"{cluster}.{Key.CRONS}", len(view.cron_hosts))
+    # The view's figures of these names (None: not measured this round).
+    for key in (Key.QUEUE_LENGTH, Key.BACKLOG_AGE_S, Key.INGEST_PER_S, Key.INGEST_ERROR_PCT,
+                Key.PAYLOADS_MISSING):
         value = getattr(view, key)
         if value is not None:
-            lines += gauge(f"{PREFIX}.cluster.{cluster}.{key}", value)
+            lines += gauge(f"{cluster}.{key}", value)
     return lines
 
 

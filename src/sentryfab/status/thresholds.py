@@ -16,57 +16,16 @@ vars (host metrics such as disk_pct take every role of the host, in order).
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InventoryError
 from ..inventory import Host, Inventory
+from .metrics import LEVELLED, METRICS
 from .model import Problem, Severity
 from .pipeline import PAYLOAD_ROLES, PAYLOAD_TTL_S
 
 #: (warning, critical); None means no such level.
 Levels = tuple[float | None, float | None]
-
-
-@dataclass(frozen=True)
-class Metric:
-    """How a metric is named in messages and which unit its values have."""
-
-    label: str
-    unit: str  # pct, bytes, s, duration, hours_ago, ms, count, per_s, rate, ratio
-
-
-METRICS: dict[str, Metric] = {
-    "ssh_ms": Metric("SSH round trip", "ms"),
-    "load_per_cpu": Metric("load per CPU", "ratio"),
-    "mem_pct": Metric("memory used", "pct"),
-    "disk_pct": Metric("disk use", "pct"),
-    "fds_pct": Metric("open files", "pct"),
-    "restarts": Metric("restarts since last check", "count"),
-    "health_ms": Metric("/_health/ answer time", "ms"),
-    "web_down_pct": Metric("web processes down", "pct"),
-    "upstreams_down_pct": Metric("upstreams unreachable from nginx", "pct"),
-    "upstreams_drained_idle": Metric("upstreams out of rotation with no deploy running",
-                                     "count"),
-    "ingest_error_pct": Metric("ingestion errors", "pct"),
-    "ingest_missing_endpoint_per_s": Metric("requests to endpoints Sentry 9.1.2 lacks", "rate"),
-    "payloads_missing": Metric("payloads found missing in the last minute", "count"),
-    "cleanup_hours_since_run": Metric("retention cleanup last ran", "hours_ago"),
-    "cleanup_failed_in_a_row": Metric("retention cleanup runs failed in a row", "count"),
-    "memory_pct": Metric("memory", "pct"),
-    "clients_pct": Metric("clients", "pct"),
-    "rejected_connections": Metric("connections rejected since last check", "count"),
-    "evicted_keys": Metric("evicted keys", "count"),
-    "evicted_since_last": Metric("keys evicted since last check", "count"),
-    "queue_length": Metric("queue length", "count"),
-    "queue_growth_per_s": Metric("queue growth", "per_s"),
-    "backlog_age_s": Metric("backlog age", "duration"),
-    "connections_pct": Metric("connections", "pct"),
-    "replication_lag_bytes": Metric("replication lag", "bytes"),
-    "replication_lag_s": Metric("replication lag", "s"),
-    "cl_waiting": Metric("clients waiting for a server connection", "count"),
-    "maxwait_s": Metric("longest client wait", "s"),
-}
 
 #: The defaults, by scope: 'host' for every machine, '*' for every role, then each role, then
 #: 'payload' for the roles that hold event payloads (pipeline.PAYLOAD_ROLES).
@@ -139,7 +98,8 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
 def _overrides(raw: Any) -> dict[str, Levels]:
     if not isinstance(raw, dict):
         return {}
-    return {k: (v[0], v[1]) for k, v in raw.items() if isinstance(v, list | tuple) and len(v) == 2}
+    return {metric: (pair[0], pair[1]) for metric, pair in raw.items()
+            if isinstance(pair, list | tuple) and len(pair) == 2}
 
 
 def levels(inv: Inventory, host: Host, scope: str) -> dict[str, Levels]:
@@ -177,8 +137,9 @@ def evaluate(metric: str, value: float | None, lv: dict[str, Levels],
     sev, limit = severity_of(value, lv[metric])
     if sev == "ok":
         return None
-    m = METRICS[metric]
-    text = f"{label or m.label} {fmt(value, m.unit)} ({sev} > {fmt(limit, m.unit)})"
+    described = METRICS[metric]
+    text = (f"{label or described.label} {fmt(value, described.unit)} "
+            f"({sev} > {fmt(limit, described.unit)})")
     return Problem(sev, text, metric=metric, value=value, limit=limit)
 
 
@@ -238,9 +199,10 @@ def validate(inv: Inventory) -> None:
     """Every `thresholds` mapping in the inventory well-formed; InventoryError listing all."""
     problems: list[str] = []
     places: list[tuple[str, Any]] = [("thresholds", inv.extra.get("thresholds"))]
-    places += [(f"roles/{r}/thresholds", v.get("thresholds")) for r, v in inv.roles.items()]
-    places += [(f"hosts/{h.name}/vars/thresholds", h.vars.get("thresholds"))
-               for h in inv.hosts]
+    places += [(f"roles/{role}/thresholds", role_vars.get("thresholds"))
+               for role, role_vars in inv.roles.items()]
+    places += [(f"hosts/{host.name}/vars/thresholds", host.vars.get("thresholds"))
+               for host in inv.hosts]
     for path, raw in places:
         if raw is None:
             continue
@@ -256,9 +218,9 @@ def validate(inv: Inventory) -> None:
 
 def _check_one(label: str, path: str, name: str, lv: Any) -> list[str]:
     where = f"{label}: {path}"
-    if name not in METRICS:
-        close = difflib.get_close_matches(name, list(METRICS), n=1, cutoff=0.6)
-        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(METRICS)})"
+    if name not in LEVELLED:
+        close = difflib.get_close_matches(name, list(LEVELLED), n=1, cutoff=0.6)
+        hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(LEVELLED)})"
         return [f"{where}: unknown metric '{name}'{hint}"]
     if not isinstance(lv, list | tuple) or len(lv) != 2 or not all(
             v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in lv):

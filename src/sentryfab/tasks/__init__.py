@@ -8,7 +8,6 @@ from . import (
     config,
     cron,
     db,
-    dbops,
     deploy,
     docs,
     lab,
@@ -37,9 +36,7 @@ ns.add_collection(deploy.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(ops.lock_ns)
 ns.add_collection(secrets.ns)
-# One namespace per role (its own module, `status` first); other areas add their tasks here.
-for _task in dbops.TASKS:  # topology, switchover, failover, rejoin, degrade
-    db.ns.add_task(_task)
+# One namespace per role (its own module, `status` first); scaling adds its tasks here.
 web.ns.add_task(scale.web_scale)
 worker.ns.add_task(scale.worker_scale)
 for _role_ns in (db, redis, pgbouncer, web, worker, cron, nginx):

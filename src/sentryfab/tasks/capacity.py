@@ -54,12 +54,11 @@ def probe(c, start=50.0, factor=1.5, step_seconds=10.0, max_rate=5000.0, max_p99
     from ..remote import Runner
     from ..ui import probe as probe_ui
     from ._common import load_secrets
-    from .lab import repo_root
-    from .labwork import _lab_inventory, _primary
+    from .lab import db_host, lab_inventory, repo_root
 
-    inv = _lab_inventory()  # load is only ever sent to the lab
+    inv = lab_inventory()  # load is only ever sent to the lab
     with Runner(inv) as runner:
-        key = sentry_project.project_key(runner, _primary(runner, inv))
+        key = sentry_project.project_key(runner, db_host(runner, inv))
         report = procedure.probe(runner, inv, load_secrets(inv), key=key, start=float(start),
                                  factor=float(factor), step_seconds=float(step_seconds),
                                  max_rate=float(max_rate), max_p99_ms=float(max_p99_ms),
@@ -84,12 +83,11 @@ def tiers(c, web_seconds=20.0, backlog=600, json=False):
     from ..procedures import tier_probe
     from ..remote import Runner
     from ..ui.console import err, out, print_json
-    from .lab import repo_root
-    from .labwork import _lab_inventory, _primary
+    from .lab import db_host, lab_inventory, repo_root
 
-    inv = _lab_inventory()  # load is only ever sent to the lab
+    inv = lab_inventory()  # load is only ever sent to the lab
     with Runner(inv) as runner:
-        key = sentry_project.project_key(runner, _primary(runner, inv))
+        key = sentry_project.project_key(runner, db_host(runner, inv))
         rates = tier_probe.measure(runner, inv, key, float(web_seconds), int(backlog),
                                    repo_root() / "lab" / "load",
                                    on_step=lambda msg: err.print(f"[capacity.tiers] {msg}"))

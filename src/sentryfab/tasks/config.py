@@ -12,16 +12,14 @@ from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secr
 _OPTS = ("roles", "hosts", "exclude", "parallel", "accept-new", "json")
 
 
-def _prepare(runner, inv, targets):
+def _render(runner, inv, targets, secrets):
     from ..configs.render import render_all
-    from ..failover.discover import state_for
+    from ..procedures.discover import state_for
 
-    secrets = load_secrets(inv)
     # Where the primary is is asked of the db hosts (only when a selected role's files
-    # depend on it). Everything is rendered before any host is touched: a template error
+    # depend on it). Everything is rendered before any file is sent: a template error
     # stops it all here.
-    rendered = render_all(inv, targets, secrets, state_for(runner, inv, targets))
-    return secrets, rendered
+    return render_all(inv, targets, secrets, state_for(runner, inv, targets))
 
 
 def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, show, json,
@@ -37,11 +35,12 @@ def _over_hosts(verb: str, roles, hosts, exclude, parallel, accept_new, run, sho
 
     inv = load_inventory()
     targets = [h for h in selected(inv, roles, hosts, exclude) if h.roles]
+    secrets = load_secrets(inv)  # a missing secret stops it before any host is touched
     start = time.monotonic()
     with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner, \
             (guarded(runner, inv, change, hosts=targets, roles=roles or "")
              if change else nullcontext()) as guard:
-        secrets, rendered = _prepare(runner, inv, targets)
+        rendered = _render(runner, inv, targets, secrets)
         if guard is not None:
             guard.at(f"{verb} {len(targets)} host(s)")
             guard.touch(targets)

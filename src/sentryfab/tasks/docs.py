@@ -23,8 +23,8 @@ def docs(c, output=None, offline=False, accept_new=False):
     from ..ui import console
 
     inv = load_inventory()
-    decisions = runbook.read_decisions(Path(__file__).resolve().parents[3] / "docs"
-                                       / "decisions")
+    decisions = gather.read_decisions(Path(__file__).resolve().parents[3] / "docs"
+                                      / "decisions")
     # As written in the inventory (not expanded): the runbook must not depend on who ran it.
     secrets_file = str(inv.extra["secrets"]) if inv.extra.get("secrets") else None
     # The capacity lines with the disk forecast and tier throughput (no WAL sample: window 0).

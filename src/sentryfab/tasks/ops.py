@@ -74,11 +74,12 @@ def logs(c, host, role=None, n=100, follow=False):
     from ..containers import docker
     from ..containers.spec import specs_for
     from ..remote import Runner
+    from ..shell import concurrently
     from ..ui import run as run_ui
 
     inv, h, role = _host_role(host, role)
     names = [sp.name for sp in specs_for(inv, h, role)]
-    cmd = " & ".join(docker.logs(name, int(n), follow) for name in names) + "; wait"
+    cmd = concurrently(*(docker.logs(name, int(n), follow) for name in names))
     with Runner(inv) as runner:
         [r] = runner.run([h], cmd, on_line=run_ui.stream_line)
     if not r.ok:

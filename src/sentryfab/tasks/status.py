@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from invoke import task
 from invoke.exceptions import Exit
 
-from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secrets, selected
+from ._common import DEFAULT_PARALLEL, handled, helps, load_inventory, load_secrets
+
+if TYPE_CHECKING:
+    from ..procedures.status import Round
+    from ..status.model import StatusReport
 
 #: --help of every status task.
 STATUS_HELP = helps(
@@ -19,17 +25,13 @@ def run_status(roles: str | None, hosts: str | None, exclude: str | None, *,
                parallel: int = DEFAULT_PARALLEL, accept_new: bool = False, json: bool = False,
                statsd: str | None = None, watch: float = 0, detail: str | None = None) -> None:
     """Check the selected hosts once (or every `watch` s), show, send to statsd, exit 0/1/2."""
-    from ..procedures.status import StatusChecker
-    from ..remote import Runner
-    from ..status import state
-    from ..status import statsd as statsd_mod
+    from ..procedures import status as procedure
     from ..ui import status as status_ui
     from ..ui.progress import hosts_progress
 
     inv = load_inventory()
-    targets = selected(inv, roles, hosts, exclude)
-    target = (statsd_mod.parse_target(statsd) if statsd
-              else statsd_mod.inventory_target(inv.extra.get("statsd")))
+    opts = procedure.StatusOptions(roles, hosts, exclude, parallel=int(parallel),
+                                   accept_new=accept_new, statsd=statsd)
     render = status_ui.overview
     if detail:
         from ..ui import status_roles
@@ -37,29 +39,15 @@ def run_status(roles: str | None, hosts: str | None, exclude: str | None, *,
         def render(r, word=detail):  # noqa: ANN001, ANN202 - a one-line adapter
             return status_roles.detail(r, word)
 
-    with Runner(inv, parallel=int(parallel), accept_new=accept_new) as runner:
-        checker = StatusChecker(runner, inv, load_secrets(inv), targets,
-                                state_file=state.state_path(inv.cluster))
-
-        def one_round(on_done=None):  # noqa: ANN001, ANN202
-            report = checker.round(on_done)
-            if target is not None:
-                lines = statsd_mod.gauge_lines(report)
-                try:
-                    n = statsd_mod.send(target, lines)
-                    if not json and not watch:
-                        status_ui.statsd_note(n, len(lines), target)
-                except OSError as e:
-                    status_ui.warn(f"statsd {target[0]}:{target[1]}: {e.strerror or e}")
-            return report
-
+    with procedure.rounds(inv, opts, lambda: load_secrets(inv)) as rounds:
         if float(watch) > 0:
-            report = status_ui.watch(one_round, float(watch),
-                                     lambda r: status_ui.frame(r, render(r)), as_json=json)
+            report = status_ui.watch(lambda: _note_statsd(rounds.check(), note=False),
+                                     float(watch), lambda r: status_ui.frame(r, render(r)),
+                                     as_json=json)
         else:
-            with hosts_progress("checking", len(checker.checked), enabled=not json) as on_done:
-                report = one_round(on_done)
-            topo = _db_topology(runner, inv) if detail == "db" else None
+            with hosts_progress("checking", len(rounds.checked), enabled=not json) as on_done:
+                report = _note_statsd(rounds.check(on_done), note=not json)
+            topo = rounds.topology() if detail == "db" else None
             if json:
                 status_ui.show_json(report, with_facts=bool(detail), topology=topo)
             else:
@@ -72,6 +60,17 @@ def run_status(roles: str | None, hosts: str | None, exclude: str | None, *,
         raise Exit(code=report.exit_code)
 
 
+def _note_statsd(done: Round, note: bool) -> StatusReport:
+    """Say where the round's figures went (when `note`) or why they could not be sent."""
+    from ..ui import status as status_ui
+
+    if done.statsd_problem:
+        status_ui.warn(done.statsd_problem)
+    elif note and done.statsd is not None:
+        status_ui.statsd_note(done.packets, done.gauges, done.statsd)
+    return done.report
+
+
 @task(name="status", auto_shortflags=False, help=STATUS_HELP)
 @handled
 def status_(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
@@ -79,14 +78,6 @@ def status_(c, roles=None, hosts=None, exclude=None, parallel=DEFAULT_PARALLEL,
     """Every host group checked in parallel: what is wrong where (exit 0 ok, 1 warn, 2 crit)."""
     run_status(roles, hosts, exclude, parallel=parallel, accept_new=accept_new, json=json,
                statsd=statsd, watch=watch)
-
-
-def _db_topology(runner, inv):  # noqa: ANN001, ANN202 - Topology, imported lazily
-    """db.status also shows the topology as the db hosts and PgBouncers report it (who is
-    primary, lag, timelines, where each PgBouncer points): the same as `fab db.topology`."""
-    from ..procedures import failover as procedure
-
-    return procedure.topology(runner, inv, load_secrets(inv))
 
 
 def role_status_task(word: str, doc: str):  # noqa: ANN201 - returns an Invoke task

@@ -5,12 +5,17 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from ..plans.deploy import State
 from ..procedures.deploy import RoleReport
 from .console import err, out, print_json
 
-STATE_STYLE = {"unchanged": "dim", "updated": "green", "reloaded": "cyan",
-               "rolled back": "yellow", "failed": "red", "unreachable": "red bold",
-               "not reached": "magenta"}
+STATE_STYLE: dict[State, str] = {
+    State.UNCHANGED: "dim", State.UPDATED: "green", State.RELOADED: "cyan",
+    State.ROLLED_BACK: "yellow", State.FAILED: "red", State.UNREACHABLE: "red bold",
+    State.NOT_REACHED: "magenta"}
+if set(STATE_STYLE) != set(State):  # a new state without a style would print unstyled
+    raise RuntimeError(f"ui/deploy.py: STATE_STYLE does not match the deploy states: "
+                       f"{sorted(set(State) ^ set(STATE_STYLE))}")
 
 
 def event(role: str, message: str) -> None:

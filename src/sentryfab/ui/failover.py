@@ -7,9 +7,10 @@ from rich.prompt import Confirm
 from rich.table import Table
 from rich.text import Text
 
-from ..failover.model import Topology, lsn_text
 from ..plans.failover import Plan, Step, command, size
 from ..procedures.failover import Report
+from ..topology.model import Topology
+from ..topology.values import lsn_text
 from .console import err, out, print_json
 
 STATE_STYLE = {"primary": "bold green", "replica": "green", "stopped": "yellow",

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from ..folding import fold_names
 from ..roles import ROLES
+from ..status.metrics import Key
 from ..status.model import HostStatus, StatusReport
 from ..status.thresholds import duration, fmt, human_bytes, rate
 from .console import out, print_json
@@ -66,133 +67,139 @@ def overview(report: StatusReport) -> Table:
         table.add_column(col, justify="right", no_wrap=True)
     table.add_column("figures", ratio=1, min_width=26)
     groups: list[tuple[str, list[HostStatus]]] = [
-        (role, [h for h in report.hosts if h.host.has(role)]) for role in ROLES]
-    groups.append(("no role", [h for h in report.hosts if not h.host.roles]))
+        (role, [st for st in report.hosts if st.host.has(role)]) for role in ROLES]
+    groups.append(("no role", [st for st in report.hosts if not st.host.roles]))
     for role, hosts in groups:
         if not hosts:
             continue
         table.add_row(Text(role, style="bold cyan"))
-        rows = _fold_plain(hosts) if role == "no role" else [(h.host.name, h) for h in hosts]
-        for i, (label, st) in enumerate(rows):
+        rows = _fold_plain(hosts) if role == "no role" else [(st.host.name, st) for st in hosts]
+        for index, (label, st) in enumerate(rows):
             table.add_row(f"  {label}", Text(SHORT[st.severity], style=STYLE[st.severity]),
                           *host_cells(st), role_figures(st, role),
-                          end_section=i == len(rows) - 1)
+                          end_section=index == len(rows) - 1)
     return table
 
 
 def _fold_plain(hosts: list[HostStatus]) -> list[tuple[str, HostStatus]]:
     """Hosts with no role that are fine fold into one row (their worst figures shown)."""
-    fine = [h for h in hosts if h.severity == "ok"]
-    rows = [(h.host.name, h) for h in hosts if h.severity != "ok"]
+    fine = [st for st in hosts if st.severity == "ok"]
+    rows = [(st.host.name, st) for st in hosts if st.severity != "ok"]
     if len(fine) == 1:
         rows.insert(0, (fine[0].host.name, fine[0]))
     elif fine:
         worst = HostStatus(fine[0].host, True, metrics={"host": _max_host(fine)},
                            notes=[f"{len(fine)} hosts"])
-        rows.insert(0, (fold_names([h.host.name for h in fine]), worst))
+        rows.insert(0, (fold_names([st.host.name for st in fine]), worst))
     return rows
 
 
 def _max_host(hosts: list[HostStatus]) -> dict[str, Any]:
-    keys = ("load_per_cpu", "mem_pct", "data_disk_pct", "log_disk_pct", "ssh_ms")
-    return {k: max((h.metrics.get("host", {}).get(k) or 0 for h in hosts), default=0)
-            for k in keys}
+    keys = (Key.LOAD_PER_CPU, Key.MEM_PCT, Key.DATA_DISK_PCT, Key.LOG_DISK_PCT, Key.SSH_MS)
+    return {key: max((st.metrics.get("host", {}).get(key) or 0 for st in hosts), default=0)
+            for key in keys}
 
 
 def host_cells(st: HostStatus) -> list[str]:
     """load per CPU, memory, disk (the fuller of data and log), SSH round trip."""
     if not st.reachable:
         return ["-", "-", "-", "-"]
-    m = st.metrics.get("host", {})
-    disk = max((m.get(k) for k in ("data_disk_pct", "log_disk_pct") if m.get(k) is not None),
-               default=None)
-    return [fmt(m.get("load_per_cpu"), "ratio"), fmt(m.get("mem_pct"), "pct"),
-            fmt(disk, "pct"), fmt(m.get("ssh_ms"), "ms")]
+    metrics = st.metrics.get("host", {})
+    disk = max((metrics.get(key) for key in (Key.DATA_DISK_PCT, Key.LOG_DISK_PCT)
+                if metrics.get(key) is not None), default=None)
+    return [fmt(metrics.get(Key.LOAD_PER_CPU), "ratio"), fmt(metrics.get(Key.MEM_PCT), "pct"),
+            fmt(disk, "pct"), fmt(metrics.get(Key.SSH_MS), "ms")]
 
 
 def role_figures(st: HostStatus, role: str) -> str:
     """A role's key figures on a host, in a few words."""
     if not st.reachable:
         return st.error or "unreachable"
-    m = st.metrics.get(role, {})
+    metrics = st.metrics.get(role, {})
     version = ", ".join(st.facts.get("versions", {}).get(role, []))
     ver = f", v{version}" if version else ""
     if role == "web":
-        ms = m.get("health_ms")
+        ms = metrics.get(Key.HEALTH_MS)
         slow = f", /_health/ <= {fmt(ms, 'ms')}" if ms is not None else ""
-        return f"{m.get('processes_up', 0)}/{m.get('processes', 0)} up{slow}{ver}"
+        return (f"{metrics.get(Key.PROCESSES_UP, 0)}/{metrics.get(Key.PROCESSES, 0)} up"
+                f"{slow}{ver}")
     if role in ("worker", "cron"):
-        missing = m.get("payloads_missing")
+        missing = metrics.get(Key.PAYLOADS_MISSING)
         lost = f", {missing} payloads missing" if missing else ""
-        return f"{m.get('containers_running', 0)}/{m.get('containers', 0)} up{ver}{lost}"
+        return (f"{metrics.get(Key.CONTAINERS_RUNNING, 0)}/{metrics.get(Key.CONTAINERS, 0)} "
+                f"up{ver}{lost}")
     if role in ("redis-cache", "redis-queue"):
-        return _redis_figures(m)
+        return _redis_figures(metrics)
     if role == "db":
-        return _db_figures(m)
+        return _db_figures(metrics)
     if role == "pgbouncer":
         target = st.facts.get("pgb_target_host", "?")
-        return (f"-> {target}, {m.get('cl_active', 0):.0f} clients, "
-                f"{m.get('cl_waiting', 0):.0f} waiting, {m.get('sv_active', 0):.0f} busy")
+        return (f"-> {target}, {metrics.get(Key.CL_ACTIVE, 0):.0f} clients, "
+                f"{metrics.get(Key.CL_WAITING, 0):.0f} waiting, "
+                f"{metrics.get(Key.SV_ACTIVE, 0):.0f} busy")
     if role == "nginx":
-        ups = m.get("upstreams", 0) or 0
-        down = m.get("upstreams_down", 0) or 0
-        rps = m.get("requests_per_s")
+        ups = metrics.get(Key.UPSTREAMS, 0) or 0
+        down = metrics.get(Key.UPSTREAMS_DOWN, 0) or 0
+        rps = metrics.get(Key.REQUESTS_PER_S)
         req = f", {rps:.0f} req/s" if rps is not None else ""
-        return (f"{ups - down}/{ups} upstreams, {m.get('active_connections', '?')} conn{req}"
-                f"{_ingest_figure(m)}")
-    m = st.metrics.get("host", {})
+        return (f"{ups - down}/{ups} upstreams, "
+                f"{metrics.get(Key.ACTIVE_CONNECTIONS, '?')} conn{req}"
+                f"{_ingest_figure(metrics)}")
+    metrics = st.metrics.get("host", {})
     if st.notes and st.notes[0].endswith(" hosts"):  # a folded row: the worst of them shown
         return f"{st.notes[0]}, all ok (worst figures shown)"
-    return f"up, {m.get('cpus', '?')} CPUs" if m else ""
+    return f"up, {metrics.get(Key.CPUS, '?')} CPUs" if metrics else ""
 
 
-def _ingest_figure(m: dict[str, Any]) -> str:
+def _ingest_figure(metrics: dict[str, Any]) -> str:
     """', ingest 48/s, 0.4% errors' (the last minute), once measured."""
-    if m.get("ingest_per_s") is None:
+    if metrics.get(Key.INGEST_PER_S) is None:
         return ""
-    pct = m.get("ingest_error_pct")
-    return f", ingest {rate(m['ingest_per_s'])}" + (f", {fmt(pct, 'pct')} errors"
-                                                   if pct is not None else "")
+    pct = metrics.get(Key.INGEST_ERROR_PCT)
+    return f", ingest {rate(metrics[Key.INGEST_PER_S])}" + (f", {fmt(pct, 'pct')} errors"
+                                                           if pct is not None else "")
 
 
-def _redis_figures(m: dict[str, Any]) -> str:
-    if m.get("used_memory") is None:
+def _redis_figures(metrics: dict[str, Any]) -> str:
+    if metrics.get(Key.USED_MEMORY) is None:
         return "-"
-    text = f"{human_bytes(m['used_memory'])}"
-    if m.get("maxmemory"):
-        text += f" of {human_bytes(m['maxmemory'])}"
-    if m.get("holds_payloads"):
-        pct = f" ({fmt(m['memory_pct'], 'pct')})" if m.get("memory_pct") is not None else ""
+    text = f"{human_bytes(metrics[Key.USED_MEMORY])}"
+    if metrics.get(Key.MAXMEMORY):
+        text += f" of {human_bytes(metrics[Key.MAXMEMORY])}"
+    if metrics.get(Key.HOLDS_PAYLOADS):
+        pct = f" ({fmt(metrics[Key.MEMORY_PCT], 'pct')})" \
+            if metrics.get(Key.MEMORY_PCT) is not None else ""
         text = f"payloads {text}{pct}"
-    text += f", {m.get('connected_clients', 0):.0f} clients"
-    if m.get("evicted_since_last"):
-        text += f", {m['evicted_since_last']:.0f} evicted since last check"
-    if m.get("queue_length") is not None:
-        growth = m.get("queue_growth_per_s")
-        text += f", queue {m['queue_length']:.0f}"
+    text += f", {metrics.get(Key.CONNECTED_CLIENTS, 0):.0f} clients"
+    if metrics.get(Key.EVICTED_SINCE_LAST):
+        text += f", {metrics[Key.EVICTED_SINCE_LAST]:.0f} evicted since last check"
+    if metrics.get(Key.QUEUE_LENGTH) is not None:
+        growth = metrics.get(Key.QUEUE_GROWTH_PER_S)
+        text += f", queue {metrics[Key.QUEUE_LENGTH]:.0f}"
         if growth is not None:
             text += f" ({fmt(growth, 'per_s')})"
-        text += _backlog_figure(m)
+        text += _backlog_figure(metrics)
     return text
 
 
-def _backlog_figure(m: dict[str, Any]) -> str:
+def _backlog_figure(metrics: dict[str, Any]) -> str:
     """', backlog age 4 min' while tasks wait ('unknown' if none could be read)."""
-    age = m.get("backlog_age_s")
+    age = metrics.get(Key.BACKLOG_AGE_S)
     if age is None:
-        return ", backlog age unknown" if m.get("queue_length") else ""
+        return ", backlog age unknown" if metrics.get(Key.QUEUE_LENGTH) else ""
     return f", backlog age {duration(age)}" if age > 0 else ""
 
 
-def _db_figures(m: dict[str, Any]) -> str:
-    if m.get("is_primary") is None:
+def _db_figures(metrics: dict[str, Any]) -> str:
+    if metrics.get(Key.IS_PRIMARY) is None:
         return "-"
-    conns = f"{m.get('connections', 0):.0f}/{m.get('max_connections', 0):.0f} conn"
-    tl = f"tl {m['timeline']:.0f}" if m.get("timeline") is not None else "tl ?"
-    if m["is_primary"]:
-        return f"primary, {tl}, {conns}, {m.get('standbys', 0)} standby(s)"
-    lag = m.get("replication_lag_bytes")
-    secs = m.get("replication_lag_s")
+    conns = (f"{metrics.get(Key.CONNECTIONS, 0):.0f}/"
+             f"{metrics.get(Key.MAX_CONNECTIONS, 0):.0f} conn")
+    tl = f"tl {metrics[Key.TIMELINE]:.0f}" if metrics.get(Key.TIMELINE) is not None else "tl ?"
+    if metrics[Key.IS_PRIMARY]:
+        return f"primary, {tl}, {conns}, {metrics.get(Key.STANDBYS, 0)} standby(s)"
+    lag = metrics.get(Key.REPLICATION_LAG_BYTES)
+    secs = metrics.get(Key.REPLICATION_LAG_S)
     return (f"replica, {tl}, lag {human_bytes(lag) if lag is not None else '?'}"
             f" / {fmt(secs, 's')}, {conns}")
 
@@ -207,19 +214,20 @@ def problem_lines(report: StatusReport) -> Text | None:
     """
     order = {"critical": 0, "warning": 1, "ok": 2}
     lines: dict[tuple[str, str], list[str]] = {}
-    for p in report.view.problems:
-        lines.setdefault((p.severity, p.message), []).append("cluster")
+    for problem in report.view.problems:
+        lines.setdefault((problem.severity, problem.message), []).append("cluster")
     for st in report.hosts:
-        for p in st.problems:
-            lines.setdefault((p.severity, p.message), []).append(st.host.name)
+        for problem in st.problems:
+            lines.setdefault((problem.severity, problem.message), []).append(st.host.name)
     notes: dict[str, list[str]] = {}
     for st in report.hosts:
-        for n in st.notes:
-            notes.setdefault(n, []).append(st.host.name)
+        for note in st.notes:
+            notes.setdefault(note, []).append(st.host.name)
     if not lines and not notes:
         return None
     text = Text()
-    for (severity, message), where in sorted(lines.items(), key=lambda e: order[e[0][0]]):
+    for (severity, message), where in sorted(lines.items(),
+                                             key=lambda entry: order[entry[0][0]]):
         text.append(f"{_who(where)}: ", style="bold")
         text.append(message + "\n", style=STYLE[severity])
     for note, where in notes.items():
@@ -237,28 +245,28 @@ def _who(names: list[str]) -> str:
 
 def summary(report: StatusReport) -> Text:
     """'lab: 40 hosts, 39 ok, 1 critical; primary db-1; 1 cron (worker-1); in 0.52 s'."""
-    c = report.counts()
-    n = len(report.hosts)
-    parts = [f"{n} host{'s' * (n != 1)}", f"{c['ok']} ok"]
-    parts += [f"{c[s]} {s}" for s in ("warning", "critical") if c[s]]
+    counts = report.counts()
+    hosts = len(report.hosts)
+    parts = [f"{hosts} host{'s' * (hosts != 1)}", f"{counts['ok']} ok"]
+    parts += [f"{counts[sev]} {sev}" for sev in ("warning", "critical") if counts[sev]]
     line = f"{report.cluster}: " + ", ".join(parts)
-    v = report.view
+    view = report.view
     extra = []
-    if v.primaries:
-        extra.append(f"primary {' + '.join(v.primaries)}")
-    if v.cron_hosts:
-        extra.append(f"{len(v.cron_hosts)} cron ({', '.join(v.cron_hosts)})")
-    if v.queue_length is not None:
-        age = f", backlog age {duration(v.backlog_age_s)}" if v.backlog_age_s else ""
-        extra.append(f"queue {v.queue_length}{age}")
-    if v.ingest_per_s is not None:
-        errors = f" ({fmt(v.ingest_error_pct, 'pct')} errors)" \
-            if v.ingest_error_pct is not None else ""
-        extra.append(f"ingest {rate(v.ingest_per_s)}{errors}")
-    if v.payloads_missing:
-        extra.append(f"{v.payloads_missing} payloads missing")
-    if v.problems:
-        extra.append(f"{len(v.problems)} cluster finding{'s' * (len(v.problems) != 1)}")
+    if view.primaries:
+        extra.append(f"primary {' + '.join(view.primaries)}")
+    if view.cron_hosts:
+        extra.append(f"{len(view.cron_hosts)} cron ({', '.join(view.cron_hosts)})")
+    if view.queue_length is not None:
+        age = f", backlog age {duration(view.backlog_age_s)}" if view.backlog_age_s else ""
+        extra.append(f"queue {view.queue_length}{age}")
+    if view.ingest_per_s is not None:
+        errors = f" ({fmt(view.ingest_error_pct, 'pct')} errors)" \
+            if view.ingest_error_pct is not None else ""
+        extra.append(f"ingest {rate(view.ingest_per_s)}{errors}")
+    if view.payloads_missing:
+        extra.append(f"{view.payloads_missing} payloads missing")
+    if view.problems:
+        extra.append(f"{len(view.problems)} cluster finding{'s' * (len(view.problems) != 1)}")
     if extra:
         line += "; " + "; ".join(extra)
     line += f"; {report.severity.upper()} in {report.seconds:.2f} s"

@@ -1,5 +1,10 @@
-"""Ask every db host and PgBouncer what it is, at once: the Topology; and from it the
-ClusterState that templates render with (where the primary is, whether degraded)."""
+"""Discovery: ask every db host and PgBouncer what it is, at once: the Topology; and from it
+the ClusterState that templates render with (where the primary is, whether degraded).
+
+What is asked and how the answers read is in topology/ (pure); this module only asks.
+Used by the failover procedures, and by deploy, config push and status (state_for,
+cluster_state) to render files that point at the primary.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,17 @@ from collections.abc import Iterable
 
 from .. import become
 from ..configs.context import ClusterState, initial_state, settings
-from ..containers.postgres import wal_end, wal_file_name
+from ..containers.postgres import wal_file_name
 from ..containers.spec import container_name, image_ref
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..remote import HostSession, Runner
 from ..secrets import Secrets
-from . import commands, parse
-from .model import Bouncer, DbNode, Topology, lsn_text
+from ..topology.db_commands import SQL_TIMEOUT
+from ..topology.db_facts import DbProbe, WalEnd
+from ..topology.model import Bouncer, DbNode, Topology
+from ..topology.pgbouncer import ShowDatabases
+from ..topology.state import state_of
 
 DB_CONTAINER = container_name("db", 1)
 BOUNCER_CONTAINER = container_name("pgbouncer", 1)
@@ -22,38 +30,34 @@ BOUNCER_CONTAINER = container_name("pgbouncer", 1)
 STATEFUL_ROLES = ("db", "pgbouncer")
 
 
-class UnknownPrimary(SentryfabError):
-    """The db hosts have data but none can be told to be the primary."""
+def _node(inv: Inventory, host: Host) -> DbNode:
+    return DbNode(host.name, host.address, int(settings(inv, "db", host)["port"]))
 
 
-def _node(inv: Inventory, h: Host) -> DbNode:
-    return DbNode(h.name, h.address, int(settings(inv, "db", h)["port"]))
-
-
-def _bouncer(inv: Inventory, h: Host) -> Bouncer:
-    return Bouncer(h.name, h.address, int(settings(inv, "pgbouncer", h)["port"]))
+def _bouncer(inv: Inventory, host: Host) -> Bouncer:
+    return Bouncer(host.name, host.address, int(settings(inv, "pgbouncer", host)["port"]))
 
 
 def probe_db(s: HostSession, inv: Inventory) -> DbNode:
     """One db host's node, from one round trip."""
-    out = s.run(commands.db_probe(DB_CONTAINER, image_ref(inv, "db", s.host)),
-                timeout=commands.SQL_TIMEOUT + 40)
+    out = s.run(DbProbe.command(DB_CONTAINER, image_ref(inv, "db", s.host)),
+                timeout=SQL_TIMEOUT + 40)
     become.refuse(out.stderr, become.login_user(inv, s.host))  # not an empty node: no rights
     if out.exit_code is None:
         return DbNode(**{**_node(inv, s.host).__dict__, "error": out.error})
-    return parse.parse_probe(_node(inv, s.host), out.stdout)
+    return DbProbe.parse(_node(inv, s.host), out.stdout)
 
 
 def probe_bouncer(s: HostSession, inv: Inventory, password: str) -> Bouncer:
     """One PgBouncer's databases (SHOW DATABASES on its admin console)."""
     b = _bouncer(inv, s.host)
-    out = s.run(commands.bouncer_admin(BOUNCER_CONTAINER, b.address, b.port, "SHOW DATABASES"),
-                stdin=password.encode(), timeout=commands.SQL_TIMEOUT + 5)
+    out = s.run(ShowDatabases.command(BOUNCER_CONTAINER, b.address, b.port),
+                stdin=password.encode(), timeout=SQL_TIMEOUT + 5)
     if not out.ok:
         become.refuse(out.stderr, become.login_user(inv, s.host))
         why = (out.stderr.strip() or out.error or f"exit code {out.exit_code}").splitlines()
         return Bouncer(b.name, b.address, b.port, True, f"admin console: {why[-1]}")
-    return Bouncer(b.name, b.address, b.port, True, None, parse.parse_databases(out.stdout))
+    return Bouncer(b.name, b.address, b.port, True, None, ShowDatabases.parse(out.stdout))
 
 
 def discover(runner: Runner, inv: Inventory, secrets: Secrets | None = None) -> Topology:
@@ -112,12 +116,10 @@ def measure_wal_ends(runner: Runner, inv: Inventory, topo: Topology, start: int)
         return topo
 
     def step(s: HostSession) -> tuple[int | None, str | None]:
-        n = topo.node(s.host.name)
-        c = n.control
-        segment = wal_file_name(c.timeline or 1, start, c.segment_size)
-        out = s.run(wal_end(image_ref(inv, "db", s.host), lsn_text(start), segment),
-                    timeout=300)
-        end = parse.parse_wal_end(out.stdout, start)
+        control = topo.node(s.host.name).control
+        segment = wal_file_name(control.timeline or 1, start, control.segment_size)
+        out = s.run(WalEnd.command(image_ref(inv, "db", s.host), start, segment), timeout=300)
+        end = WalEnd.parse(out.stdout, start)
         if end is not None:
             return end, None
         said = [x.strip() for x in (out.stdout + "\n" + out.stderr).splitlines() if x.strip()]
@@ -128,26 +130,6 @@ def measure_wal_ends(runner: Runner, inv: Inventory, topo: Topology, start: int)
         topo = topo.with_node(DbNode(**{**topo.node(r.host.name).__dict__,
                                         "wal_end": end, "wal_end_error": why}))
     return topo
-
-
-def state_of(topo: Topology, inv: Inventory) -> ClusterState:
-    """Where the primary is, from what the db hosts said: the one answering as a primary
-    (not fenced; the newest timeline), else a stopped one that would start as a primary,
-    else, on a cluster with no data anywhere yet, the inventory's initial primary."""
-    p = topo.primary
-    if p is not None:
-        return ClusterState(p.name, degraded=topo.synchronous and p.degraded is not None)
-    could = [n for n in topo.nodes if n.reachable and n.fenced is None and n.could_be_primary]
-    if could:
-        best = max(could, key=lambda n: n.known_timeline or 0)
-        return ClusterState(best.name, degraded=topo.synchronous and best.degraded is not None)
-    if all(n.reachable for n in topo.nodes) and not any(n.has_data for n in topo.nodes):
-        return initial_state(inv)
-    raise UnknownPrimary(
-        "cannot tell which db host is the primary, so configs that point at it cannot be "
-        "rendered: " + "; ".join(f"{n.name}: {n.state}" + (f" ({n.error})" if n.error else "")
-                                 + (" FENCED" if n.fenced else "") for n in topo.nodes)
-        + " (`fab db.topology` shows more; `fab db.failover` promotes a replica)")
 
 
 def cluster_state(runner: Runner, inv: Inventory) -> ClusterState:

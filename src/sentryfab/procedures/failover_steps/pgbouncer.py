@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import time
 
-from ..configs import commands, validate
-from ..configs.context import settings
-from ..configs.render import Rendered, render_all
-from ..plans.failover import Step
-from ..procedures.configs import changed_files, mask
-from ..shell import and_then
-from . import parse
-from .commands import bouncer_admin, write_probe
+from ...configs import commands, validate
+from ...configs.context import settings
+from ...configs.render import Rendered, render_all
+from ...plans.failover import Step
+from ...shell import and_then
+from ...topology.pgbouncer import ShowDatabases, WriteProbe, admin_console
+from ..configs import changed_files, mask
+from ..discover import BOUNCER_CONTAINER
 from .context import Run, StepFailed, Undo
-from .discover import BOUNCER_CONTAINER
 
 ROLE = "pgbouncer"
 CONFIRM_TIMEOUT = 10.0  # seconds for a reload to show in SHOW DATABASES
@@ -29,7 +28,7 @@ WRITE_TIMEOUT = 30.0    # seconds a test write may take to succeed (PgBouncer re
 def _admin(run: Run, name: str, *command: str, timeout: float = 10) -> str:
     h = run.host(name)
     port = int(settings(run.inv, ROLE, h)["port"])
-    out = run.sh(name, bouncer_admin(BOUNCER_CONTAINER, h.address, port, *command,
+    out = run.sh(name, admin_console(BOUNCER_CONTAINER, h.address, port, *command,
                                      timeout=int(timeout)),
                  f"PgBouncer admin console: {'; '.join(command)}",
                  stdin=run.secrets.get("pgbouncer_admin_password").encode(),
@@ -86,8 +85,8 @@ def commit_bouncer(run: Run, step: Step) -> str:
     # RELOAD on the admin console returns once the files are read (SIGHUP would not say
     # when); SHOW DATABASES in the same session confirms what PgBouncer now uses.
     deadline = time.monotonic() + CONFIRM_TIMEOUT
-    while not _points_at(_admin(run, step.host, "RELOAD", "SHOW DATABASES"), run.topo.database,
-                         target.address, port):
+    while not _points_at(_admin(run, step.host, "RELOAD", ShowDatabases.QUESTION),
+                         run.topo.database, target.address, port):
         if time.monotonic() > deadline:
             raise StepFailed(f"{step.host}: reloaded, but SHOW DATABASES does not show "
                              f"{run.topo.database} -> {target.address}:{port} after "
@@ -98,7 +97,7 @@ def commit_bouncer(run: Run, step: Step) -> str:
 
 
 def _points_at(show: str, database: str, address: str, port: int) -> bool:
-    e = next((d for d in parse.parse_databases(show) if d.name == database), None)
+    e = next((d for d in ShowDatabases.parse(show) if d.name == database), None)
     return e is not None and e.host == address and e.port == port
 
 
@@ -138,13 +137,14 @@ def verify_write(run: Run, step: Step) -> str:
     h = run.host(step.host)
     port = int(settings(run.inv, ROLE, h)["port"])
     want = run.host(run.primary).address
-    command = write_probe(BOUNCER_CONTAINER, h.address, port, run.topo.database, "sentry")
+    command = WriteProbe.command(BOUNCER_CONTAINER, h.address, port, run.topo.database,
+                                 "sentry")
     start = time.monotonic()
     last = ""
     while time.monotonic() - start < WRITE_TIMEOUT:
         out = run.sh(step.host, command, "test write", check=False,
                      stdin=run.secrets.get("db_password").encode(), timeout=20)
-        got = parse.parse_write(out.stdout) if out.ok else None
+        got = WriteProbe.parse(out.stdout) if out.ok else None
         if got is not None:
             txid, addr = got
             if addr != want:

@@ -104,13 +104,3 @@ def test_a_host_named_yes(tmp_path):
     out = fab(tmp_path, text, "capacity", "--offline")
     assert (f"hosts.yaml:{_line(text, 'yes:')}: hosts: host name yes: YAML read it as a bool "
             '(True), not text (quote it: "yes")') in out
-
-
-def test_owners_keyed_by_numbers_still_render(tmp_path):
-    """Odd but valid: the runbook sorted `1:` beside `db:` and raised TypeError."""
-    from sentryfab import inventory, runbook
-
-    path = tmp_path / "hosts.yaml"
-    path.write_text(REF_TEXT + "owners: {db: dba, 1: ops}\n")
-    text = runbook.render(inventory.load(path), runbook.Live(), None, [], None)
-    assert "- 1: ops\n- db: dba\n" in text

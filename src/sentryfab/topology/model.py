@@ -5,15 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .values import lsn_text
+
 #: A stopped node's pg_controldata state when it last ran as a primary (crashed or not).
 PRIMARY_STATES = ("in production", "shut down", "in crash recovery", "shutting down")
-
-
-def lsn_text(lsn: int | None) -> str:
-    """16/B374D848 form of a WAL position (PostgreSQL's pg_lsn text)."""
-    if lsn is None:
-        return "?"
-    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
 
 
 @dataclass(frozen=True)

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import time
 
-from ..configs.escape import conninfo_string
-from ..configs.render import render_all
-from ..containers import docker
-from ..containers import postgres as pg
-from ..containers.spec import image_ref
-from ..plans.failover import STREAM_TIMEOUT, Step
-from ..procedures.configs import push_host
-from ..procedures.deploy import Deployer
-from . import commands as c
-from . import parse
+from ...configs.escape import conninfo_string
+from ...configs.render import render_all
+from ...containers import docker
+from ...containers import postgres as pg
+from ...containers.spec import image_ref
+from ...plans.failover import STREAM_TIMEOUT, Step
+from ...topology import db_commands as c
+from ...topology.db_facts import ControlData
+from ...topology.values import lsn_text
+from ..configs import push_host
+from ..deploy import Deployer
+from ..discover import DB_CONTAINER
 from .context import Run, StepFailed, Undo
-from .discover import DB_CONTAINER
-from .model import lsn_text
 
 STOP_TIMEOUT = 120   # seconds a fast shutdown may take (it waits for WAL to reach replicas)
 FENCE_STOP_TIMEOUT = 10  # a fence does not wait long for a server that hangs: SIGKILL then
@@ -44,8 +44,8 @@ def _poll(run: Run, name: str, sql: str, timeout: float, what: str) -> None:
 
 
 def _controldata(run: Run, name: str):
-    out = run.sh(name, pg.controldata(_image(run, name)), "pg_controldata")
-    ctl = parse.parse_controldata(out.stdout)
+    out = run.sh(name, ControlData.command(_image(run, name)), "pg_controldata")
+    ctl = ControlData.parse(out.stdout)
     if ctl is None:
         raise StepFailed(f"{name}: pg_controldata printed no cluster state")
     return ctl
@@ -109,8 +109,8 @@ def promote(run: Run, step: Step) -> str:
     """pg_promote(): the point of no return (nothing is undone after it but a RESUME)."""
     run.undo = [u for u in run.undo if u.kind == "resume"]
     name = step.host
-    said, _, tli = _sql(run, name, c.PROMOTE_SQL, c.TIMELINE_SQL, what="pg_promote()"
-                        ).partition("\n")
+    said, tli = c.Promote.parse(run.sh(name, c.Promote.command(DB_CONTAINER),
+                                       "pg_promote()").stdout)
     if said == "already":
         return f"already promoted: timeline {tli}"
     if said != "true":
@@ -259,12 +259,12 @@ def wait_streaming(run: Run, step: Step) -> str:
                      "poll", check=False, timeout=40)
         if out.ok:
             return f"streaming from {p.name}"
-        state, *log = run.sh(step.host, c.container_health(DB_CONTAINER), "container state",
-                             check=False).stdout.splitlines() or ["missing 0"]
-        status, _, restarts = state.partition(" ")
-        if status != "running" or restarts not in ("", "0") or time.monotonic() > deadline:
+        health = c.ContainerHealth.parse(run.sh(step.host, c.ContainerHealth.command(
+            DB_CONTAINER), "container state", check=False).stdout)
+        if (health.status != "running" or health.restarts not in ("", "0")
+                or time.monotonic() > deadline):
             run.sh(step.host, c.kill_container(DB_CONTAINER), "stop it", check=False)
-            why = " | ".join(x.strip() for x in log[-2:]) or f"container {status}"
+            why = " | ".join(x.strip() for x in health.log[-2:]) or f"container {health.status}"
             raise StepFailed(f"{step.host}: does not stream from {p.name} ({why}); stopped "
                              f"it. `fab db.rejoin {step.host} --rebuild` makes a fresh copy")
 

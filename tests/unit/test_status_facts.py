@@ -1,4 +1,6 @@
-"""Parsers against real check-script outputs captured on the lab (tests/unit/data/status)."""
+"""Each fact's parser against the check script's output as data files (tests/unit/data/status):
+captured on the lab, or, for the facts those captures lack, made by the fact's own command run
+here against stand-ins (make_facts.py). Every fact kind has at least one such test."""
 
 from __future__ import annotations
 
@@ -10,13 +12,21 @@ from pathlib import Path
 
 import pytest
 
-from sentryfab.status import parsers, pipeline
+from sentryfab.status import pipeline, script
+from sentryfab.status.facts import base
+from sentryfab.status.facts.db import Db, Slot, Standby
+from sentryfab.status.facts.docker import Container, Docker
+from sentryfab.status.facts.host import Df, Disk, FileNr, Loadavg, Meminfo, Nproc
+from sentryfab.status.facts.nginx import NginxStatus, NginxUpstreams
+from sentryfab.status.facts.pgbouncer import Pgbouncer
+from sentryfab.status.facts.redis import Redis, backlog_ages
+from sentryfab.status.facts.web import Probe, WebHealth
 
 DATA = Path(__file__).parent / "data" / "status"
 
 
-def out(name: str) -> parsers.Output:
-    return parsers.split((DATA / f"{name}.out").read_text())
+def out(name: str) -> script.Output:
+    return script.split((DATA / f"{name}.out").read_text())
 
 
 def lines(name: str, fact: str) -> tuple[str, ...]:
@@ -36,20 +46,20 @@ def test_split_finds_every_fact_its_exit_code_and_the_host_side_times():
 
 
 def test_split_keeps_a_failed_fact_and_a_cut_off_one():
-    o = parsers.split("@@ docker\nCannot connect\n@@rc 1\n@@ web 9000\n200 0.1\n")
+    o = script.split("@@ docker\nCannot connect\n@@rc 1\n@@ web 9000\n200 0.1\n")
     assert o.get("docker").rc == 1 and o.get("docker").error() == "Cannot connect"
     assert o.get("web 9000").rc is None and not o.complete
     assert o.get("web 9000").error() == "cut off before it finished"
-    assert parsers.Section("x", (), 124).error() == "timed out"
+    assert script.Section("x", (), 124).error() == "timed out"
 
 
 def test_host_facts():
-    assert parsers.loadavg(lines("scale-1", "loadavg")) == (6.62, 9.79, 10.68)
-    assert parsers.nproc(lines("scale-1", "nproc")) == 2
-    assert parsers.meminfo(lines("scale-1", "meminfo")) == (24684092 * 1024, 23081620 * 1024)
-    assert parsers.file_nr(lines("scale-1", "file-nr")) == (3822, 2466177)
-    [data, log] = parsers.df(lines("scale-1", "df"))
-    assert data == parsers.Disk("/var/lib/sentryfab", "/var/lib/sentryfab", "/dev/vda",
+    assert Loadavg.parse(lines("scale-1", "loadavg")) == (6.62, 9.79, 10.68)
+    assert Nproc.parse(lines("scale-1", "nproc")) == 2
+    assert Meminfo.parse(lines("scale-1", "meminfo")) == (24684092 * 1024, 23081620 * 1024)
+    assert FileNr.parse(lines("scale-1", "file-nr")) == (3822, 2466177)
+    [data, log] = Df.parse(lines("scale-1", "df"))
+    assert data == Disk("/var/lib/sentryfab", "/var/lib/sentryfab", "/dev/vda",
                                 264212084 * 1024, 36420752 * 1024, 69970160 * 1024,
                                 "/var/lib/sentryfab")
     assert (log.path, log.device, log.mount) == ("/var/log/sentryfab", "/dev/vda",
@@ -58,14 +68,14 @@ def test_host_facts():
 
 
 def test_df_of_a_path_not_created_yet_measures_its_parent():
-    [d] = parsers.df(("path /var/lib/sentryfab /var/lib",
+    [d] = Df.parse(("path /var/lib/sentryfab /var/lib",
                       "Filesystem 1024-blocks Used Available Capacity Mounted on",
                       "/dev/sda1 1000 900 100 90% /"))
     assert (d.path, d.measured, d.mount, d.pct) == ("/var/lib/sentryfab", "/var/lib", "/", 90.0)
 
 
 def test_containers_from_the_engine_api_with_labels_and_restart_counts():
-    cs = parsers.containers(lines("worker-1", "docker"))
+    cs = Docker.parse(lines("worker-1", "docker"))
     assert [(c.name, c.state, c.restarts, c.role, c.version) for c in cs] == [
         ("sentry-cron-1", "running", 0, "cron", "1"),
         ("sentry-cleanup-1", "running", 0, "cron", "1"),
@@ -79,27 +89,27 @@ def test_containers_from_the_docker_cli_format():
     # Where the API socket is not used (DOCKER_HOST set): the same fields, tab-separated.
     line = "\t".join(["/sentry-web-1", "ca91e8ff", "restarting", "4",
                       "2026-11-27T04:16:45.605662225Z", "true", "137", "web", "2"])
-    assert parsers.containers((line, '{"message": "No such container: x"}')) == [
-        parsers.Container("sentry-web-1", "ca91e8ff", "restarting", 4,
+    assert Docker.parse((line, '{"message": "No such container: x"}')) == [
+        Container("sentry-web-1", "ca91e8ff", "restarting", 4,
                           "2026-11-27T04:16:45.605662225Z", True, 137, "web", "2")]
 
 
 def test_a_stopped_web_process_and_its_refused_health_check():
-    [c2, c1] = parsers.containers(lines("web-1-web2-stopped", "docker"))
+    [c2, c1] = Docker.parse(lines("web-1-web2-stopped", "docker"))
     assert (c2.name, c2.state, c2.running, c2.exit_code) == ("sentry-web-2", "exited", False, 0)
     assert c1.running
-    found = parsers.probes(lines("web-1-web2-stopped", "web"))
+    found = WebHealth.parse(lines("web-1-web2-stopped", "web"))
     down = found["http://10.231.0.11:9001/_health/"]
     assert (down.code, down.ok, down.describe()) == (0, False, "connection refused")
     up = found["http://10.231.0.11:9000/_health/"]
-    assert up == parsers.Probe(200, 0.007327, "")
+    assert up == Probe(200, 0.007327, "")
 
 
 def test_nginx_stub_status_and_upstreams():
-    assert parsers.stub_status(lines("nginx-1", "nginx-status")) == {
+    assert NginxStatus.parse(lines("nginx-1", "nginx-status")) == {
         "active": 1, "accepts": 1666, "handled": 1666, "requests": 91558, "reading": 0,
         "writing": 1, "waiting": 0}
-    ups = parsers.upstreams(lines("nginx-1-web2-stopped", "nginx-upstreams"))
+    ups = NginxUpstreams.parse(lines("nginx-1-web2-stopped", "nginx-upstreams"))
     assert [(u.endpoint, u.name, u.drained, u.probe.ok) for u in ups] == [
         ("10.231.0.11:9000", "web-1", False, True),
         ("10.231.0.11:9001", "web-1", False, False),
@@ -110,7 +120,7 @@ def test_nginx_stub_status_and_upstreams():
 
 
 def test_upstream_marked_down_in_the_config_is_drained():
-    [u, v] = parsers.upstreams(("10.0.0.1:9000 down web-9", "10.0.0.1:9001 up -",
+    [u, v] = NginxUpstreams.parse(("10.0.0.1:9000 down web-9", "10.0.0.1:9001 up -",
                                 "http://10.0.0.1:9000/_health/ 200 0.001 0",
                                 "http://10.0.0.1:9001/_health/ 000 3.001 28"))
     assert u.drained and u.probe.ok and u.name == "web-9"
@@ -118,7 +128,7 @@ def test_upstream_marked_down_in_the_config_is_drained():
 
 
 def test_redis_info_queue_lengths_and_heartbeats():
-    f = parsers.redis(lines("redis-queue-1", "redis redis-queue"))
+    f = Redis.parse(lines("redis-queue-1", "redis redis-queue"))
     assert f.info["role"] == "master" and f.info["maxmemory_policy"] == "noeviction"
     assert f.num("maxmemory") == 2147483648 and f.num("maxclients") == 10000
     assert f.num("evicted_keys") == 0 and f.num("rejected_connections") == 0
@@ -127,7 +137,7 @@ def test_redis_info_queue_lengths_and_heartbeats():
 
 
 def test_redis_celery_queue_keys():
-    f = parsers.redis(lines("redis-queue-1-celery-keys", "redis redis-queue"))
+    f = Redis.parse(lines("redis-queue-1-celery-keys", "redis redis-queue"))
     assert f.lengths == {"default": 0, "events.preprocess_event": 0, "events.process_event": 0,
                          "events.save_event": 0, "events.symbolicate_event": 0,
                          "post_process_errors": 0}
@@ -245,7 +255,7 @@ def test_a_json_serialized_task_message():
 
 
 def test_backlog_with_python_2_messages_an_unreadable_one_and_empty_queues():
-    f = parsers.redis(lines("redis-queue-1-backlog", "redis redis-queue"))
+    f = Redis.parse(lines("redis-queue-1-backlog", "redis redis-queue"))
     assert f.lengths == {"default": 0, "events.preprocess_event": 3, "events.process_event": 1,
                          "events.save_event": 2, "events.reprocessing.preprocess_event": 0,
                          "events.reprocessing.process_event": 1}
@@ -254,33 +264,33 @@ def test_backlog_with_python_2_messages_an_unreadable_one_and_empty_queues():
     assert f.oldest == {"events.preprocess_event": pytest.approx(now - 754.5),
                         "events.process_event": None,
                         "events.save_event": pytest.approx(now - 12.25)}
-    assert parsers.backlog_ages(f, now) == {"events.preprocess_event": 754.5,
+    assert backlog_ages(f, now) == {"events.preprocess_event": 754.5,
                                             "events.process_event": None,
                                             "events.save_event": 12.2}
     assert f.errors == () and f.info["maxmemory_policy"] == "noeviction"
     # A host clock behind the web hosts' gives 0, not a negative age.
-    assert parsers.backlog_ages(f, now - 3600)["events.save_event"] == 0.0
+    assert backlog_ages(f, now - 3600)["events.save_event"] == 0.0
 
 
 def test_redis_wrong_password_is_no_info_and_says_why():
-    f = parsers.redis(lines("redis-queue-1-wrong-password", "redis redis-queue"))
+    f = Redis.parse(lines("redis-queue-1-wrong-password", "redis redis-queue"))
     assert f.info == {} and f.lengths == {}
     assert f.errors[0] == ("AUTH failed: WRONGPASS invalid username-password pair or user is "
                            "disabled.")
 
 
 def test_db_primary_with_its_standby_and_slot():
-    f = parsers.db(lines("db-1", "db"))
+    f = Db.parse(lines("db-1", "db"))
     assert f.in_recovery is False
     assert f.num("connections") == 3 and f.num("max_connections") == 200
     assert f.num("timeline") == 29 and f.node["lsn"] == "0/1DC11728"
-    assert f.standbys == (parsers.Standby("db-2", "10.231.0.18", "streaming", "quorum", 0,
+    assert f.standbys == (Standby("db-2", "10.231.0.18", "streaming", "quorum", 0,
                                           0.002504),)
-    assert f.slots == (parsers.Slot("db_2", True, 0),)
+    assert f.slots == (Slot("db_2", True, 0),)
 
 
 def test_db_replica_with_replay_paused():
-    f = parsers.db(lines("db-2-replay-paused", "db"))
+    f = Db.parse(lines("db-2-replay-paused", "db"))
     assert f.in_recovery is True
     assert f.num("replay_lag_bytes") == 22819760
     assert f.num("replay_age_s") == 3.524284
@@ -293,27 +303,117 @@ def test_db_container_missing():
     sec = out("db-missing-container").get("db")
     assert sec.rc == 1 and sec.error() == "Error response from daemon: No such container: " \
                                          "sentry-db-9"
-    assert parsers.db(sec.lines).in_recovery is None
+    assert Db.parse(sec.lines).in_recovery is None
 
 
 def test_pgbouncer_pools_stats_and_databases_by_column_name():
-    f = parsers.pgbouncer(lines("pgbouncer-1", "pgbouncer"))
+    f = Pgbouncer.parse(lines("pgbouncer-1", "pgbouncer"))
     sentry = next(p for p in f.pools if p["database"] == "sentry")
     assert (sentry["cl_active"], sentry["cl_waiting"], sentry["sv_idle"],
             sentry["pool_mode"]) == ("21", "0", "2", "transaction")
     assert [r["database"] for r in f.stats] == ["pgbouncer", "sentry"]
     assert {r["name"]: r["host"] for r in f.databases} == {"pgbouncer": "",
                                                           "sentry": "10.231.0.17"}
-    replica = parsers.pgbouncer(lines("pgbouncer-1-points-at-replica", "pgbouncer"))
+    replica = Pgbouncer.parse(lines("pgbouncer-1-points-at-replica", "pgbouncer"))
     assert {r["name"]: r["host"] for r in replica.databases}["sentry"] == "10.231.0.18"
 
 
 def test_pgbouncer_wrong_password():
     sec = out("pgbouncer-1-wrong-password").get("pgbouncer")
     assert sec.rc == 2 and "SASL authentication failed" in sec.error()
-    assert parsers.pgbouncer(sec.lines).pools == []
+    assert Pgbouncer.parse(sec.lines).pools == []
 
 
 def test_docker_engine_down():
     sec = out("worker-nodocker").get("docker")
     assert sec.rc == 1 and sec.error().startswith("Cannot connect to the Docker daemon")
+
+
+# -- the facts the lab captures lack (make_facts.py ran their commands against stand-ins) -----
+
+def test_nginx_ingest_counts_per_endpoint_and_status():
+    from sentryfab.status.facts.ingestion import IngestFacts, NginxIngest
+
+    facts = NginxIngest.parse(lines("nginx-1-ingest", NginxIngest.name))
+    assert facts == IngestFacts(
+        {"store": {200: 6, 301: 1, 400: 1, 401: 1, 403: 1, 404: 1, 413: 1, 429: 1, 499: 1,
+                   500: 1, 502: 1, 504: 1},
+         "envelope": {403: 3, 502: 1}, "minidump": {200: 1}, "unreal": {200: 1},
+         "security": {201: 1}, "csp-report": {201: 1}, "attachments": {403: 1},
+         "other": {403: 1}}, lines=33, requests=31, rc=0, error="")
+    assert not facts.cut_off
+
+
+def test_worker_payloads_per_container():
+    from sentryfab.status.facts.ingestion import WorkerPayloads
+
+    facts = WorkerPayloads.parse(lines("worker-1-payloads", WorkerPayloads.name))
+    assert facts.counts == {"sentry-worker-1": {"preprocess.failed.empty": 2},
+                            "sentry-worker-2": {"process.failed.empty": 1,
+                                                "process.failed_raw.empty": 1}}
+    assert facts.rcs == {"sentry-worker-1": 0, "sentry-worker-2": 0, "sentry-worker-3": 1}
+    assert facts.lines == {"sentry-worker-1": 5, "sentry-worker-2": 2, "sentry-worker-3": 1}
+    assert (facts.rc, facts.total(), facts.cut_off) == (0, 4, False)
+
+
+def test_the_cleanup_record():
+    from sentryfab.status.facts.cleanup import Cleanup
+
+    facts = Cleanup.parse(lines("worker-1-cleanup", Cleanup.name))
+    assert facts.scheduled_since == 1795400000
+    assert [(run.started, run.ended, run.exit_code) for run in facts.runs] == [
+        (1795496400, 1795497012, 0), (1795582800, 1795583391, 0), (1795669200, 1795669206, 1)]
+    assert facts.failed_in_a_row() == 1 and not facts.last.ok
+
+
+def test_when_nginx_conf_last_changed():
+    from sentryfab.status.facts.nginx import NginxChanged
+
+    assert NginxChanged.parse(lines("nginx-1-changed", NginxChanged.name)) == 1795755300
+    assert NginxChanged.parse(()) is None and NginxChanged.parse(("stat: cannot stat",)) is None
+
+
+def test_the_deploy_lock_held_and_free():
+    from sentryfab.lockinfo import LockInfo
+    from sentryfab.status.facts.lock import DeployLock
+
+    assert DeployLock.parse(lines("nginx-1-lock-held", DeployLock.name)) == LockInfo(
+        "alice", "2026-11-27T03:00:00Z", "deploy.web", "hotfix 9.1.2-2", "3f9c2a",
+        "ops-laptop", 4242)
+    assert DeployLock.parse(lines("nginx-1-lock-free", DeployLock.name)) is None
+
+
+# -- every fact kind is parsed from a data file --------------------------------------------------
+
+#: Each fact kind and a data file holding its output (the exact tests are above).
+ON_DATA = {
+    "Loadavg": "scale-1", "Nproc": "scale-1", "Meminfo": "scale-1", "FileNr": "scale-1",
+    "Df": "scale-1", "Docker": "worker-1", "WebHealth": "web-1", "NginxStatus": "nginx-1",
+    "NginxUpstreams": "nginx-1-web2-stopped", "NginxChanged": "nginx-1-changed",
+    "Redis": "redis-queue-1", "Db": "db-1", "Pgbouncer": "pgbouncer-1",
+    "NginxIngest": "nginx-1-ingest", "WorkerPayloads": "worker-1-payloads",
+    "Cleanup": "worker-1-cleanup", "DeployLock": "nginx-1-lock-held",
+}
+
+
+def _fact_kinds() -> dict[str, type[base.FactBase]]:
+    """Every fact kind the facts package defines (each of its modules imported)."""
+    import importlib
+    import pkgutil
+
+    from sentryfab.status import facts
+
+    for module in pkgutil.iter_modules(facts.__path__):
+        importlib.import_module(f"{facts.__name__}.{module.name}")
+    return {kind.__name__: kind for kind in base.FactBase.__subclasses__()}
+
+
+def test_every_fact_kind_has_a_data_file_its_parser_reads():
+    kinds = _fact_kinds()
+    assert sorted(kinds) == sorted(ON_DATA), "a fact kind without a data file test (ON_DATA)"
+    for name, kind in kinds.items():
+        output = out(ON_DATA[name])
+        fact = next(n for n in output.sections
+                    if n == kind.name or n.startswith(f"{kind.name} "))
+        parsed = kind.parse(output.get(fact).lines)
+        assert parsed not in (None, [], {}), (name, ON_DATA[name])

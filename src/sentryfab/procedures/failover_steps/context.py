@@ -7,16 +7,16 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..configs.context import ClusterState, settings
-from ..configs.render import Rendered
-from ..errors import RemoteError
-from ..inventory import Host, Inventory
-from ..plans.failover import Options, Plan
-from ..remote import HostSession, Runner
-from ..remote.session import CommandOutput
-from ..results import stderr_tail
-from ..secrets import Secrets
-from .model import Marker, Topology
+from ...configs.context import ClusterState, settings
+from ...configs.render import Rendered
+from ...errors import RemoteError
+from ...inventory import Host, Inventory
+from ...plans.failover import Action, Options, Plan
+from ...remote import HostSession, Runner
+from ...remote.session import CommandOutput
+from ...results import stderr_tail
+from ...secrets import Secrets
+from ...topology.model import Marker, Topology
 
 
 class StepFailed(RemoteError):
@@ -89,4 +89,4 @@ class Run:
 
     def old_primary(self) -> str | None:
         """The host the plan stops (a switchover's old primary)."""
-        return next((s.host for s in self.plan.steps if s.action == "stop"), None)
+        return next((s.host for s in self.plan.steps if s.action == Action.STOP), None)
