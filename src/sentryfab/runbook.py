@@ -184,6 +184,10 @@ def _access(inv: Inventory) -> list[str]:
         f"- SSH user: `{ssh.user or 'your own'}`, port {ssh.port or 22}, key "
         f"`{_shown(ssh.key_file, inv) or 'your default'}`",
         f"- bastion: `{ssh.jump}`" if ssh.jump else "- no bastion: hosts are reached directly",
+        "- root: every command runs through `sudo -n` (`become: sudo`); the SSH user needs "
+        "sudo without a password" if ssh.become else
+        "- root: the SSH user itself (no `become`): it must be root or may use Docker and "
+        "sentryfab's folders",
         f"- host keys: `{_shown(ssh.known_hosts, inv) or '~/.ssh/known_hosts'}` (sentryfab "
         "refuses unknown "
         "and changed keys; `--accept-new` records new ones)",

@@ -104,3 +104,13 @@ def test_a_host_named_yes(tmp_path):
     out = fab(tmp_path, text, "capacity", "--offline")
     assert (f"hosts.yaml:{_line(text, 'yes:')}: hosts: host name yes: YAML read it as a bool "
             '(True), not text (quote it: "yes")') in out
+
+
+def test_a_refusal_through_the_cli_exits_2_with_the_message_on_stderr():
+    env = {**os.environ, "SENTRYFAB_INVENTORY": str(REPO / "hosts.yaml")}
+    proc = subprocess.run([FAB, "web.scale", "--processes", "4", "--hosts", "web-1,web-2"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert ("web.scale sets roles.web.processes, which every web host follows, but the "
+            "selection leaves out web-3, web-4") in proc.stderr
+    assert "give those hosts their own 'processes' in their vars first" in proc.stderr

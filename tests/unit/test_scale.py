@@ -5,10 +5,8 @@ CLI for its exit code."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -67,16 +65,6 @@ def test_a_scale_of_part_of_a_role_is_refused_before_anything_is_touched():
     assert ("web.scale sets roles.web.processes, which every web host follows, but the "
             "selection leaves out web-3, web-4") in str(refused.value)
     assert "give those hosts their own 'processes' in their vars first" in str(refused.value)
-
-
-def test_a_refusal_through_the_cli_exits_2_with_the_message_on_stderr():
-    env = {**os.environ, "SENTRYFAB_INVENTORY": str(REFERENCE)}
-    proc = subprocess.run([FAB, "web.scale", "--processes", "4", "--hosts", "web-1,web-2"],
-                          capture_output=True, text=True, env=env, timeout=60)
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert ("web.scale sets roles.web.processes, which every web host follows, but the "
-            "selection leaves out web-3, web-4") in proc.stderr
-    assert "give those hosts their own 'processes' in their vars first" in proc.stderr
 
 
 def test_a_scale_without_a_count_and_a_rollback_without_roles_are_refused():
