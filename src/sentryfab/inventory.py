@@ -163,6 +163,10 @@ class Inventory:
         """Hosts carrying `role`, in inventory order."""
         return [h for h in self.hosts if role in h.roles]
 
+    def roles_present(self) -> frozenset[str]:
+        """Every role some host carries."""
+        return frozenset(r for h in self.hosts for r in h.roles)
+
     def role_vars(self, role: str) -> dict[str, Any]:
         """The per-role vars of `role` (empty if none were set)."""
         return dict(self.roles.get(role, {}))
@@ -521,12 +525,7 @@ class _Validator:
             if not isinstance(rvars, dict):
                 self.add(path, "must be a mapping of vars (image, tag, processes, ...)")
                 continue
-            self._var_types(rvars, path)
-            if role in SENTRY_ROLES:
-                self._tag(rvars, path, sentry_release_problem)
-            if role in REDIS_ROLES:
-                self._tag(rvars, path, redis_release_problem)
-            self._figures((role,), rvars, path)
+            self._check_vars((role,), rvars, path)
             out[role] = rvars
         return out
 
@@ -540,57 +539,82 @@ class _Validator:
         hosts: list[Host] = []
         seen_addr: dict[tuple[str, int | None], str] = {}
         for name, spec in raw.items():
-            path = f"hosts/{name}"
-            if not isinstance(name, str):  # `yes:` or `1.10:` as a host name
-                written = _clip(str(self.lines["!rawkey"].get(path, name)))
-                self.add("hosts", f"host name {written}: YAML read it as a "
-                                  f"{type(name).__name__} ({_show(name)}), not text (quote it: "
-                                  f"\"{written}\")", at=path)
-            name = str(name)
-            if not NAME_RE.match(name):
-                self.add(path, "host names may hold letters, digits, '.', '_' and '-' only")
-            if not isinstance(spec, dict):
-                self.add(path, "must be a mapping with at least 'address:'")
-                continue
-            for key in spec:
-                if key not in HOST_KEYS:
-                    self.add(f"{path}/{key}", f"unknown key{_suggest(key, HOST_KEYS)}")
-            address = spec.get("address")
-            if address is None:
-                self.add(path, "missing 'address:' (a DNS name or an IP address)")
-                continue
-            if not isinstance(address, str):  # `address: 5` is no host anyone meant
-                self.add(f"{path}/address", f"must be text (a DNS name or an IP address), got "
-                                            f"{type(address).__name__} {_show(address)}")
-            elif not _valid_address(address):
-                self.add(f"{path}/address", f"{_show(address)} is neither an IP address nor a "
-                                            "valid host name")
-            address = str(address)
-            port = self._port(spec.get("port"), f"{path}/port")
-            if spec.get("user") is not None and not isinstance(spec["user"], str):
-                self.add(f"{path}/user", "must be a string")
-            roles = self._host_roles([] if spec.get("roles") is None else spec["roles"],
-                                     f"{path}/roles")
-            hvars = {} if spec.get("vars") is None else spec["vars"]
-            if not isinstance(hvars, dict):
-                self.add(f"{path}/vars", "must be a mapping")
-                hvars = {}
-            self._var_types(hvars, f"{path}/vars")
-            if set(roles) & set(SENTRY_ROLES):
-                self._tag(hvars, f"{path}/vars", sentry_release_problem)
-            if set(roles) & set(REDIS_ROLES):
-                self._tag(hvars, f"{path}/vars", redis_release_problem)
-            self._figures(roles, hvars, f"{path}/vars")
-            key = (address, port)
-            if key in seen_addr:
-                self.add(f"{path}/address", f"{_show(address)} is also the address of "
-                                            f"'{seen_addr[key]}'")
-            seen_addr.setdefault(key, name)
-            hosts.append(Host(name=name, address=address, roles=roles, port=port,
-                              user=spec.get("user"), vars=hvars,
-                              become=self._become(spec.get("become"), f"{path}/become",
-                                                  self.become)))
+            host = self._host(name, spec, seen_addr)
+            if host is not None:
+                hosts.append(host)
         return hosts
+
+    def _host(self, raw_name: Any, spec: Any,
+              seen_addr: dict[tuple[str, int | None], str]) -> Host | None:
+        """One entry of hosts:, every problem of it added; None when it is not a mapping or
+        has no address (nothing else can be checked against it). `seen_addr` maps the
+        (address, port) pairs of the entries before it to their names."""
+        path = f"hosts/{raw_name}"
+        name = self._host_name(raw_name, path)
+        if not isinstance(spec, dict):
+            self.add(path, "must be a mapping with at least 'address:'")
+            return None
+        for key in spec:
+            if key not in HOST_KEYS:
+                self.add(f"{path}/{key}", f"unknown key{_suggest(key, HOST_KEYS)}")
+        address = self._host_address(spec.get("address"), path)
+        if address is None:
+            return None
+        port = self._port(spec.get("port"), f"{path}/port")
+        if spec.get("user") is not None and not isinstance(spec["user"], str):
+            self.add(f"{path}/user", "must be a string")
+        roles = self._host_roles([] if spec.get("roles") is None else spec["roles"],
+                                 f"{path}/roles")
+        hvars = {} if spec.get("vars") is None else spec["vars"]
+        if not isinstance(hvars, dict):
+            self.add(f"{path}/vars", "must be a mapping")
+            hvars = {}
+        self._check_vars(roles, hvars, f"{path}/vars")
+        key = (address, port)
+        if key in seen_addr:
+            self.add(f"{path}/address", f"{_show(address)} is also the address of "
+                                        f"'{seen_addr[key]}'")
+        seen_addr.setdefault(key, name)
+        return Host(name=name, address=address, roles=roles, port=port,
+                    user=spec.get("user"), vars=hvars,
+                    become=self._become(spec.get("become"), f"{path}/become", self.become))
+
+    def _host_name(self, name: Any, path: str) -> str:
+        """A host's name as text, with a problem where YAML read it as something else or
+        it holds characters no host name has."""
+        if not isinstance(name, str):  # `yes:` or `1.10:` as a host name
+            written = _clip(str(self.lines["!rawkey"].get(path, name)))
+            self.add("hosts", f"host name {written}: YAML read it as a "
+                              f"{type(name).__name__} ({_show(name)}), not text (quote it: "
+                              f"\"{written}\")", at=path)
+        name = str(name)
+        if not NAME_RE.match(name):
+            self.add(path, "host names may hold letters, digits, '.', '_' and '-' only")
+        return name
+
+    def _host_address(self, address: Any, path: str) -> str | None:
+        """A host's address as text (None when missing), with a problem where it is no
+        text or neither an IP address nor a host name."""
+        if address is None:
+            self.add(path, "missing 'address:' (a DNS name or an IP address)")
+            return None
+        if not isinstance(address, str):  # `address: 5` is no host anyone meant
+            self.add(f"{path}/address", f"must be text (a DNS name or an IP address), got "
+                                        f"{type(address).__name__} {_show(address)}")
+        elif not _valid_address(address):
+            self.add(f"{path}/address", f"{_show(address)} is neither an IP address nor a "
+                                        "valid host name")
+        return str(address)
+
+    def _check_vars(self, roles: tuple[str, ...], rvars: dict[str, Any], path: str) -> None:
+        """Vars set for `roles` (a role's own, or a host's for all its roles): their types,
+        release tags of the Sentry and Redis roles, and the figures the roles read."""
+        self._var_types(rvars, path)
+        if set(roles) & set(SENTRY_ROLES):
+            self._tag(rvars, path, sentry_release_problem)
+        if set(roles) & set(REDIS_ROLES):
+            self._tag(rvars, path, redis_release_problem)
+        self._figures(roles, rvars, path)
 
     def _host_roles(self, raw: Any, path: str) -> tuple[str, ...]:
         if not isinstance(raw, list):
@@ -624,6 +648,20 @@ class _Validator:
         elif not crons and any(by_role[r] for r in SENTRY_ROLES):
             self.add("hosts", "role 'cron' must run on exactly one host, found none: "
                               "add 'cron' to one worker's roles")
+        self._backup_rules(hosts, by_role["backup"])
+
+    def _backup_rules(self, hosts: list[Host], backups: list[str]) -> None:
+        """One repository host, never a database host: a repository that dies with the
+        database it copies protects nothing."""
+        if len(backups) > 1:
+            self.add("hosts", f"role 'backup' must run on one host, found {len(backups)}: "
+                              f"{', '.join(backups)} (one pgBackRest repository per cluster)")
+        for h in hosts:
+            if "backup" in h.roles and "db" in h.roles:
+                self.add(f"hosts/{h.name}/roles",
+                         "role 'backup' cannot share a host with 'db': losing that machine "
+                         "would lose the database and its backups at once; put the "
+                         "repository on another host")
 
     def _tag(self, rvars: dict[str, Any], path: str,
              problem_of: Callable[[str], str | None]) -> None:

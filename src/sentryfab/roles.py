@@ -5,6 +5,9 @@ from __future__ import annotations
 #: Every role sentryfab knows, in dependency (deploy) order.
 ROLES: tuple[str, ...] = (
     "db",
+    # After db: its stanza is created against a running primary (the db hosts' archiving
+    # retries until then; no WAL is dropped).
+    "backup",
     "pgbouncer",
     "redis-cache",
     "redis-queue",
@@ -20,6 +23,7 @@ ROLE_NEEDS: dict[str, tuple[str, ...]] = {
     "worker": ("pgbouncer", "redis-queue"),
     "cron": ("pgbouncer", "redis-queue"),
     "pgbouncer": ("db",),
+    "backup": ("db",),
     "nginx": ("web",),
 }
 

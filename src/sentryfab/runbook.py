@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .auditlog import REMOTE_LOG
-from .configs.catalog import CONFIG_ROOT, ROLE_FILES
+from .configs.catalog import CONFIG_ROOT, files_for
 from .configs.context import settings, web_ports
 from .containers.spec import DATA_ROOT, container_name
 from .folding import fold_names
@@ -111,7 +111,8 @@ def render(inv: Inventory, live: Live, capacity: CapacityReport | None,
     """The whole runbook as Markdown: its sections in order, one line each."""
     sections = (_title(inv, live), _architecture(inv), _hosts(inv), _topology(live),
                 _access(inv), _layout(inv), _running_sentry(inv), _secrets(secrets_file),
-                _contacts(inv), _capacity(capacity), _recent_changes(live),
+                _restore(inv, secrets_file), _contacts(inv), _capacity(capacity),
+                _recent_changes(live),
                 _decisions(decisions), _everyday())
     return "\n".join(line for section in sections for line in section)
 
@@ -207,11 +208,12 @@ def _layout(inv: Inventory) -> list[str]:
         "",
         "| role | config files |", "| --- | --- |",
     ]
+    present = inv.roles_present()
     for role in ROLES:
         if inv.with_role(role):
             lines.append(f"| {role} | " + ", ".join(f"`{f.name}`" + (" (secret, 0600)"
                                                                    if f.secret else "")
-                                                   for f in ROLE_FILES[role]) + " |")
+                                                   for f in files_for(role, present)) + " |")
     return lines
 
 
@@ -225,6 +227,60 @@ def _secrets(secrets_file: str | None) -> list[str]:
         lines.append(f"| {name} | `{ENV_PREFIX}{name.upper()}` | {what} |")
     lines += ["", "`fab secrets.generate` writes a fresh file for a new cluster.", ""]
     return lines
+
+
+def _restore(inv: Inventory, secrets_file: str | None) -> list[str]:
+    """The restore page: where the repository is, where its key comes from, and the exact
+    commands for each disaster (decision record 0007)."""
+    from .configs import backup as b
+
+    repo = b.backup_host(inv)
+    if repo is None:
+        return ["", "## Backups and restore", "",
+                "No host has the role `backup`: there are **no backups**. A replica does not "
+                "protect against a bad migration, an `UPDATE` without `WHERE`, or both db "
+                "hosts lost at once. Add a backup host (decision record 0007).", ""]
+    s = settings(inv, "backup", repo)
+    dbs = [h.name for h in inv.with_role("db")]
+    first = dbs[0] if dbs else "db-1"
+    rest = ", ".join(dbs[1:]) or "the other db hosts"
+    key = f"`backup_cipher_pass` in `{secrets_file or '(not set)'}` (or " \
+          f"`{ENV_PREFIX}BACKUP_CIPHER_PASS`)"
+    return [
+        "", "## Backups and restore", "",
+        f"- Repository: pgBackRest on **{repo.name}** ({repo.address}), `{b.REPO_PATH}`, "
+        f"stanza `{b.STANZA}`, encrypted (aes-256-cbc) with the key {key}; TLS "
+        f"keys derived from `backup_tls_seed`. Lose both and the backups cannot be read: "
+        "keep a copy of the secrets file off this cluster.",
+        f"- WAL archived continuously from the primary, at the latest every "
+        f"{int(s['archive_timeout'])} s (the most a restore can lose). Kept: "
+        f"{int(s['retention_full'])} full backups, with up to {int(s['retention_diff'])} "
+        f"differentials; a full on weekday {int(s['full_on'])} (0 Monday), a differential "
+        f"the other days at {s['backup_at']} UTC, a restore drill daily at {s['drill_at']} UTC "
+        f"(`sentry-backup-2` on {repo.name}). `fab status` warns after 26 h without a good "
+        "backup, is critical after 50 h, when a drill failed, or when WAL waits 5 min for "
+        "the archive.",
+        "- What exists and the oldest point a restore can reach: `fab db.backups`. Every "
+        "command below takes the deploy lock, writes the audit log, shows its plan and asks "
+        "first (`--dry-run` shows the plan only).",
+        "",
+        "| disaster | what to run |", "| --- | --- |",
+        "| one db host lost (the other still a primary) | `fab db.failover` if it was the "
+        "primary; then, once it is back or replaced, `fab deploy.db` (a new, empty host is "
+        "cloned) or `fab db.rejoin --node HOST` |",
+        f"| both db hosts lost | `fab db.restore --latest` (restores into {first}, replays "
+        f"every archived WAL segment, starts it as the primary); then `fab deploy.db` (clones "
+        f"{rest}); then `fab db.backup --type full` |",
+        "| bad data at time T (a migration, a DELETE) | first look: `fab db.restore --time T "
+        f"--into {repo.name}` (a scratch copy, the cluster untouched: `docker exec -it --user "
+        "postgres sentry-restore-1 psql -d sentry` there); to put the cluster back to T: "
+        "`fab db.restore --time T`, then `fab db.rejoin --node` each other db host |",
+        "| the repository host lost | a new host with the role `backup`, `fab deploy.backup`, "
+        "`fab db.backup --type full` (WAL since the last backup is on no other machine) |",
+        "",
+        "Prove the backups restore: `fab db.drill` (restores the latest into a scratch "
+        f"container on {repo.name}, runs pg_amcheck, compares the events per project with "
+        "the primary).", ""]
 
 
 def _contacts(inv: Inventory) -> list[str]:

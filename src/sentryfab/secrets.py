@@ -30,6 +30,8 @@ REQUIRED: dict[str, str] = {
     "pgbouncer_admin_password": "password of PgBouncer's admin console user 'pgbouncer'",
     "postgres_password": "password of PostgreSQL's superuser 'postgres' (admin, failover)",
     "redis_password": "Redis requirepass, for both the cache and the queue Redis",
+    "backup_cipher_pass": "the key the pgBackRest repository is encrypted with (backup role)",
+    "backup_tls_seed": "what pgBackRest's TLS keys and certificates are derived from",
 }
 
 

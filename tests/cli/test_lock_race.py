@@ -7,7 +7,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from sentryfab.procedures import lock
-from tests.unit.test_lock import here, info
+from tests.cli.test_state_files_in_a_real_shell import here
+from tests.unit.test_lock import info
 
 
 def test_racing_deploys_one_wins_and_the_others_see_who(tmp_path):

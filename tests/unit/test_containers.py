@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,16 +44,39 @@ def test_worker_count_and_scaling(ref):
 
 
 def test_db_has_its_data_volume_and_runs_as_postgres(ref):
-    [spec] = specs_for(ref, ref.host("db-1"), "db", version="15.5")
+    spec, agent = specs_for(ref, ref.host("db-1"), "db", version="15.5")
+    image = "registry.example.net/ops/postgres-pgbackrest:15.5"
     assert docker.run(spec) == (
         "docker run --detach --name sentry-db-1 --network host --restart unless-stopped "
         "--stop-timeout 30 --log-opt max-size=50m --log-opt max-file=3 "
         "--label sentryfab.role=db --label sentryfab.version=15.5 --label sentryfab.config= "
         "--label sentryfab.index=1 --volume /etc/sentryfab/db:/etc/sentryfab/db:ro "
-        "--volume /var/lib/sentryfab/db:/var/lib/sentryfab/db --user postgres "
-        "--stop-signal SIGINT postgres:15.5 "
+        "--volume /var/lib/sentryfab/db:/var/lib/sentryfab/db "
+        "--volume /var/lib/sentryfab/db-socket:/var/run/postgresql --user postgres "
+        f"--stop-signal SIGINT {image} "
         "postgres -D /var/lib/sentryfab/db/data -c config_file=/etc/sentryfab/db/postgresql.conf"
     )
+    # With a backup host: pgBackRest's server beside it, sharing data and socket folders.
+    assert docker.run(agent) == (
+        "docker run --detach --name sentry-pgbackrest-1 --network host "
+        "--restart unless-stopped --stop-timeout 30 --log-opt max-size=50m "
+        "--log-opt max-file=3 --label sentryfab.role=db --label sentryfab.version=15.5 "
+        "--label sentryfab.config= --label sentryfab.index=2 "
+        "--volume /etc/sentryfab/db:/etc/sentryfab/db:ro "
+        "--volume /var/lib/sentryfab/db:/var/lib/sentryfab/db "
+        "--volume /var/lib/sentryfab/db-socket:/var/run/postgresql --user postgres "
+        f"{image} pgbackrest --config=/etc/sentryfab/db/pgbackrest.conf server"
+    )
+
+
+def test_the_repository_host_runs_pgbackrest_s_server_as_postgres(ref):
+    spec, schedule = specs_for(ref, ref.host("backup-1"), "backup")
+    assert schedule.name == "sentry-backup-2" and schedule.command[:2] == ("sh", "-c")
+    assert spec.command == ("pgbackrest", "--config=/etc/sentryfab/backup/pgbackrest.conf",
+                            "server")
+    assert spec.user == "postgres" and spec.name == "sentry-backup-1"
+    assert spec.mounts == (("/etc/sentryfab/backup", "/etc/sentryfab/backup", True),
+                           ("/var/lib/sentryfab/backup", "/var/lib/sentryfab/backup", False))
 
 
 def test_nginx_command_keeps_its_quoted_argument(ref):
@@ -102,41 +124,6 @@ def test_the_health_gate_gives_up_at_once_on_a_crashed_container(ref):
         "not healthy within 120 s (/_health/ answers 200 on 8 web process(es))")
 
 
-def test_a_drain_waits_for_the_open_requests_then_goes_on():
-    """The drain-wait command run here against a real socket: while a connection to the port
-    is open it waits (and gives up at its deadline), once it is closed it returns at once."""
-    import shutil
-    import socket
-    import subprocess
-    import time
-
-    from sentryfab.containers import health
-
-    assert health.until_no_requests([9001, 9000, 9001], timeout=1) == (
-        "i=0; idle=0; while [ $i -lt 4 ]; do if [ -z \"$(ss -Htn state established "
-        "'( sport = :9000 or sport = :9001 )')\" ]; then idle=$((idle+1)); [ $idle -ge 2 ] "
-        "&& exit 0; else idle=0; fi; i=$((i+1)); sleep 0.25; done; exit 1")
-    assert health.until_no_requests([]) == "true"
-    if not shutil.which("ss"):
-        pytest.skip("ss (iproute2) is not installed here")
-    # The same loop on a short clock (4 looks 50 ms apart): the suite need not wait a second.
-    deadline, interval = 0.2, 0.05
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    client = socket.create_connection(("127.0.0.1", port))
-    accepted, _ = server.accept()
-    try:
-        t0 = time.monotonic()
-        busy = subprocess.run(["sh", "-c", health.until_no_requests([port], deadline, interval)])
-        assert busy.returncode == 1 and time.monotonic() - t0 >= 0.9 * deadline
-    finally:
-        client.close()
-        accepted.close()
-        server.close()
-    idle = subprocess.run(["sh", "-c", health.until_no_requests([port], deadline, interval)])
-    assert idle.returncode == 0
-
-
 def test_sentry_containers_mount_the_filestore_and_prepare_it_for_their_user(ref):
     from sentryfab.containers.spec import prepare_dirs
 
@@ -173,22 +160,3 @@ def test_release_history_commands_are_the_strings_deploy_sent_before(role):
     assert releases.record_command(role, "9.1.2", "20260101T000000.000000Z") == old_record
     assert releases.last_two_command(role) == \
         f"tail -n 2 /var/lib/sentryfab/releases/{role} 2>/dev/null; true"
-
-
-def test_release_history_exact_and_read_back_in_a_real_shell(tmp_path):
-    assert releases.record_command("web", "", "T1") == (
-        "mkdir -p /var/lib/sentryfab/releases && printf '%s %s\\n' T1 '' "
-        ">> /var/lib/sentryfab/releases/web")
-
-    def here(cmd: str) -> str:
-        cmd = cmd.replace(releases.RELEASES, str(tmp_path / "releases"))
-        return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True,
-                              check=True).stdout
-
-    assert releases.parse_last_two(here(releases.last_two_command("web"))) is None
-    here(releases.record_command("web", "9.1.1", "20260101T000000.000000Z"))
-    assert releases.parse_last_two(here(releases.last_two_command("web"))) is None
-    here(releases.record_command("web", "9.1.2", "20260102T000000.000000Z"))
-    here(releases.record_command("web", "9.1.3", "20260103T000000.000000Z"))
-    assert releases.parse_last_two(here(releases.last_two_command("web"))) == \
-        ("9.1.3", "9.1.2")  # (current, previous)

@@ -31,6 +31,7 @@ def test_role_hosts_in_address_order():
         ("db-1", "10.231.0.17", ("db",)),
         ("db-2", "10.231.0.18", ("db",)),
         ("pgbouncer-1", "10.231.0.19", ("pgbouncer",)),
+        ("backup-1", "10.231.0.20", ("backup",)),
     ]
     assert all(h.has_docker for h in role_hosts())
 
@@ -114,6 +115,7 @@ visibility_timeout: 60}
   db: {image: lab/base, tag: '1', synchronous: true}
   pgbouncer: {image: lab/base, tag: '1'}
   nginx: {image: lab/base, tag: '1'}
+  backup: {image: lab/base, tag: '1', archive_timeout: 10, process_max: 1}
 hosts:
   nginx-1: {address: 10.231.0.10, roles: [nginx]}
   web-1: {address: 10.231.0.11, roles: [web]}
@@ -125,6 +127,7 @@ hosts:
   db-1: {address: 10.231.0.17, roles: [db]}
   db-2: {address: 10.231.0.18, roles: [db]}
   pgbouncer-1: {address: 10.231.0.19, roles: [pgbouncer]}
+  backup-1: {address: 10.231.0.20, roles: [backup]}
   scale-1: {address: 10.231.0.100, roles: []}
 """
 

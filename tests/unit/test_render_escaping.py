@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import json
 import re
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -32,7 +32,7 @@ from sentryfab.containers import spec
 from sentryfab.errors import InventoryError
 
 from .test_render import FAKE_SECRETS, GOLDEN, LAB, load_secrets
-from .test_sentry_conf import PYTHON27, load_conf
+from .test_sentry_conf import load_conf
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 
@@ -47,7 +47,9 @@ NASTY = [
 
 # --- helpers ----------------------------------------------------------------------------------
 
+@functools.cache
 def lab() -> inventory.Inventory:
+    """The lab inventory, parsed once (frozen: tests derive theirs with replace())."""
     return inventory.load(LAB)
 
 
@@ -402,29 +404,6 @@ def test_db_password_with_quotes_backslash_and_line_break_in_sentry_conf(tmp_pat
     broker = urlsplit(ns["BROKER_URL"])
     assert (unquote(broker.password), broker.hostname) == (password, "10.231.0.16")
     assert password not in sec.mask(conf) and "pass\\x0a" not in sec.mask(conf)
-
-
-PY27_LOAD = r'''
-import sys, types, json
-for n in ("sentry", "sentry.conf", "sentry.conf.server"):
-    sys.modules[n] = types.ModuleType(n)
-ns = {"__name__": "sentry_conf"}
-exec(compile(open(sys.argv[1], "rb").read(), sys.argv[1], "exec"), ns)
-sys.stdout.write(json.dumps([ns["DATABASES"]["default"]["PASSWORD"], ns["BROKER_URL"],
-                             ns["SENTRY_WEB_OPTIONS"]["threads"]]))
-'''
-
-
-@pytest.mark.skipif(PYTHON27 is None, reason="no Python 2.7 on this machine")
-@pytest.mark.parametrize("password", [t for t in NASTY if t], ids=range(len(NASTY) - 1))
-def test_python_27_reads_the_same_secrets(tmp_path, password):
-    sec = secrets_with(tmp_path, db_password=password, redis_password=password)
-    path = tmp_path / "sentry.conf.py"
-    path.write_text(render(lab(), "web-1", sec)["web/sentry.conf.py"])
-    r = subprocess.run([PYTHON27, "-c", PY27_LOAD, str(path)], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    got, broker, threads = json.loads(r.stdout)
-    assert got == password and unquote(urlsplit(broker).password) == password and threads == 4
 
 
 # --- config.yml: PyYAML -----------------------------------------------------------------------

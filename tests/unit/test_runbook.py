@@ -68,11 +68,11 @@ def test_the_runbook_says_how_sentry_is_run_for_the_long_haul():
 def test_the_page_is_its_sections_in_order():
     inv, text = make()
     heads = [line for line in text.splitlines() if line.startswith("## ")]
-    assert heads[:9] == ["## Architecture", "## Current database topology",
-                         "## Reaching the hosts", "## Where things live on the hosts",
-                         "## Running Sentry", "## Secrets", "## Owners", "## Dashboards",
-                         "## Alert targets"]
-    assert heads[9:11] == ["## Capacity", "## Recent changes (audit log)"]
+    assert heads[:10] == ["## Architecture", "## Current database topology",
+                          "## Reaching the hosts", "## Where things live on the hosts",
+                          "## Running Sentry", "## Secrets", "## Backups and restore",
+                          "## Owners", "## Dashboards", "## Alert targets"]
+    assert heads[10:12] == ["## Capacity", "## Recent changes (audit log)"]
     assert heads[-2:] == ["## Decisions", "## Everyday commands"]
     assert runbook._topology(runbook.Live(primary="db-1")) == [
         "", "## Current database topology", "", "- primary: **db-1**", "- replicas: none",

@@ -1,11 +1,10 @@
 """Sentry's rendered configuration: loadable by Sentry 9's Python 2.7, payloads on the queue
-Redis, secrets written so both Pythons read them alike and masked in every written form."""
+Redis, secrets written so both Pythons read them alike and masked in every written form.
+A real Python 2.7 and the checks as a process: tests/cli/test_renders_read_by_python27.py,
+test_string_literals_read_by_python27.py, test_render_checks_in_a_python_process.py."""
 
 from __future__ import annotations
 
-import glob
-import shutil
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -14,8 +13,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 import yaml
 
-from sentryfab.configs import py27, validate
-from sentryfab.configs.render import py_literal
+from sentryfab.configs import py27
 
 from .test_render import GOLDEN, REFERENCE, load_secrets, render_host
 
@@ -56,44 +54,6 @@ def test_every_rendered_sentry_conf_is_python_27(path):
     source = path.read_bytes()
     assert source.isascii()
     assert py27.problems(str(path), source) == []
-
-
-def _python27() -> str | None:
-    """A real Python 2.7 if this machine has one (pyenv's counts); the static check always runs."""
-    found = [shutil.which("python2.7"), *sorted(glob.glob(
-        str(Path.home() / ".pyenv/versions/2.7*/bin/python2.7")))]
-    for exe in filter(None, found):
-        ok = subprocess.run([exe, "-c", "import sys; sys.exit(sys.version_info[:2] != (2, 7))"],
-                            capture_output=True)
-        if ok.returncode == 0:
-            return exe
-    return None
-
-
-PYTHON27 = _python27()
-
-
-@pytest.mark.skipif(PYTHON27 is None, reason="no Python 2.7 on this machine")
-def test_python_27_itself_runs_every_render_through_the_validator():
-    for path in RENDERED:
-        r = subprocess.run([PYTHON27, "-c", validate.SENTRY_CONF_CHECK, str(path),
-                            *validate.SENTRY_SETTINGS], capture_output=True, text=True)
-        assert (r.returncode, r.stderr) == (0, ""), path
-
-
-def test_the_validator_refuses_what_sentry_9_could_not_load_naming_file_and_line(tmp_path):
-    good = (GOLDEN / "reference" / "web-1" / "web" / "sentry.conf.py").read_text()
-    head, sep, rest = good.partition("from sentry.conf.server import *")
-    bad = tmp_path / "sentry.conf.py"
-    bad.write_text(head + "from urllib.parse import quote as _quote\n" + sep + rest +
-                   'BROKER_URL = f"redis://{_quote(BROKER_URL)}"\n')
-    line = head.count("\n") + 1
-    last = (head + sep + rest).count("\n") + 2
-    r = subprocess.run([sys.executable, "-c", validate.SENTRY_CONF_CHECK, str(bad),
-                        *validate.SENTRY_SETTINGS], capture_output=True, text=True)
-    assert (r.returncode, r.stderr) == (1, (
-        f"{bad}:{line}: import of urllib.parse, a Python 3 module (Sentry 9 runs on Python 2.7)\n"
-        f"{bad}:{last}: an f-string (Sentry 9 runs on Python 2.7)\n"))
 
 
 CONSTRUCTS = [
@@ -152,17 +112,6 @@ def test_python_27_code_passes(code):
 def test_a_syntax_error_is_named_with_its_line():
     assert py27.problems("s.py", b"x = 1\ny = (\n") == [
         "s.py:2: SyntaxError: '(' was never closed"]
-
-
-@pytest.mark.parametrize("text", ["plain", NASTY, "ctl\x01\x7f\ttab", "\u2603\U0001F600", ""])
-def test_string_literals_read_alike_on_both_pythons(text):
-    literal = py_literal(text)
-    assert literal.isascii() and eval(literal) == text  # noqa: S307
-    assert py27.problems("l.py", f"x = {literal}\n".encode()) == []
-    if PYTHON27:
-        r = subprocess.run([PYTHON27, "-c", f"import sys, json; sys.stdout.write("
-                            f"json.dumps({literal}))"], capture_output=True, text=True)
-        assert r.stdout == __import__("json").dumps(text)
 
 
 # --- where Sentry's data goes ----------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from sentryfab import inventory
@@ -23,8 +24,10 @@ HEALTHY = {"nginx-1": "nginx-1", "web-1": "web-1", "web-2": "web-2", "worker-1":
            "pgbouncer-1": "pgbouncer-1", "scale-1": "scale-1"}
 
 
+@functools.cache
 def inv(extra: str = QUIET, **role_thresholds: str) -> inventory.Inventory:
-    """The captured lab's inventory, plus top-level YAML and per-role `thresholds` (flow)."""
+    """The captured lab's inventory, plus top-level YAML and per-role `thresholds` (flow).
+    Parsed once per set of arguments: an Inventory is frozen, and nothing here changes one."""
     text = BASE
     for role, levels in role_thresholds.items():
         role = role.replace("_", "-")

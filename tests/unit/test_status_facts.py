@@ -393,6 +393,7 @@ ON_DATA = {
     "Redis": "redis-queue-1", "Db": "db-1", "Pgbouncer": "pgbouncer-1",
     "NginxIngest": "nginx-1-ingest", "WorkerPayloads": "worker-1-payloads",
     "Cleanup": "worker-1-cleanup", "DeployLock": "nginx-1-lock-held",
+    "BackupRecord": "backup-1", "ArchiveStatus": "db-1-archive",
 }
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sentryfab import inventory
 from sentryfab.status import cluster, ingestion, statsd, thresholds
 from sentryfab.status.metrics import LEVELLED, METRICS, Key, ingest_cause_key, ingest_class_key
 from sentryfab.status.model import StatusReport
@@ -26,7 +27,8 @@ LEVELLED_BEFORE = [
     "ssh_ms", "load_per_cpu", "mem_pct", "disk_pct", "fds_pct", "restarts", "health_ms",
     "web_down_pct", "upstreams_down_pct", "upstreams_drained_idle", "ingest_error_pct",
     "ingest_missing_endpoint_per_s", "payloads_missing", "cleanup_hours_since_run",
-    "cleanup_failed_in_a_row", "memory_pct", "clients_pct", "rejected_connections",
+    "cleanup_failed_in_a_row", "backup_hours_since_good", "drill_hours_since_run",
+    "drill_failed", "archive_lag_s", "memory_pct", "clients_pct", "rejected_connections",
     "evicted_keys", "evicted_since_last", "queue_length", "queue_growth_per_s", "backlog_age_s",
     "connections_pct", "replication_lag_bytes", "replication_lag_s", "cl_waiting", "maxwait_s",
 ]
@@ -86,6 +88,15 @@ def _rounds() -> list[StatusReport]:
                                                now)
                 statuses.append(st)
             reports.append(StatusReport("lab", statuses, cluster.analyse(i, statuses), 0.5, now))
+    # A cluster with a backup host: the repository's record, and WAL waiting on db-1.
+    lab = inventory.load(DATA.parent / "lab-hosts.yaml")
+    archive = (DATA / "db-1-archive.out").read_text().splitlines()
+    statuses = [evaluate_host(lab, lab.host("backup-1"), answer(text("backup-1")), None,
+                              1796655000.0)[0],
+                evaluate_host(lab, lab.host("db-1"), answer(with_section(
+                    text("db-1"), archive[0][3:], archive[1:-1])), None, 1796655000.0)[0]]
+    reports.append(StatusReport("lab", statuses, cluster.analyse(lab, statuses), 0.5,
+                                1796655000.0))
     return reports
 
 

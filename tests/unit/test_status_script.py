@@ -1,9 +1,9 @@
-"""The check-script builder: exact scripts for a small inventory, and that a shell runs them."""
+"""The check-script builder: exact scripts for a small inventory (a shell runs them in
+tests/cli/test_status_commands_in_a_real_shell.py)."""
 
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 import pytest
 
@@ -12,7 +12,6 @@ from sentryfab.errors import SentryfabError
 from sentryfab.status import script
 from sentryfab.status.facts import db, nginx
 from sentryfab.status.facts.db import Db
-from sentryfab.status.facts.host import DATA_PATHS, Df, FileNr, Loadavg, Meminfo, Nproc
 from sentryfab.status.facts.pgbouncer import Pgbouncer
 from sentryfab.status.facts.redis import Redis, queue_keys
 
@@ -150,49 +149,6 @@ def test_queue_keys_default_to_sentry_s_celery_queues(tiny, write_inventory):
                                        "events.reprocessing.process_event"]
 
 
-#: A stand-in redis-cli for the shell test below: INFO, LLEN and LINDEX of a fixed list
-#: 'q1' (its oldest element a message), 'q2' empty, 'q3' said non-empty by LLEN but drained
-#: before LINDEX (nil prints an empty line, as redis-cli does when not on a terminal).
-FAKE_REDIS_CLI = r"""#!/bin/sh
-[ "$REDISCLI_AUTH" = "s3cret" ] || { echo "AUTH failed: WRONGPASS" >&2; exit 1; }
-echo "$*" >> "$CALLS"
-shift 5
-case "$1 $2" in
-  "INFO ") printf 'role:master
-maxmemory_policy:noeviction
-' ;;
-  "LLEN q1") echo 2 ;; "LLEN q2") echo 0 ;; "LLEN q3") echo 1 ;;
-  "LINDEX q1") printf '%s
-' "$OLDEST" ;;
-  "LINDEX q3") echo ;;
-esac
-"""
-
-
-def test_the_queue_fact_runs_in_a_shell_and_parses(tmp_path, write_inventory):
-    from .test_status_facts import envelope
-
-    i = inventory.load(write_inventory(TINY.replace(
-        'queue_keys: [q1, "odd key"], heartbeat_pattern: "hb:*"', "queue_keys: [q1, q2, q3]")))
-    fact = Redis.fact(i, i.host("queue-1"), "redis-queue", "c", "SFB_SECRET_0")
-    inner = shlex.split(fact.command.split(" | ", 1)[1])[-1]  # what runs inside the container
-    fake = tmp_path / "redis-cli"
-    fake.write_text(FAKE_REDIS_CLI)
-    fake.chmod(0o755)
-    oldest = envelope({"task": "t", "kwargs": {"start_time": 1764445000.25}})
-    done = subprocess.run(["sh", "-c", inner], input="s3cret", capture_output=True, text=True,
-                          check=True, env={"PATH": f"{tmp_path}:/usr/bin:/bin",
-                                           "CALLS": str(tmp_path / "calls"), "OLDEST": oldest})
-    f = Redis.parse(tuple(done.stdout.splitlines()))
-    assert f.info == {"role": "master", "maxmemory_policy": "noeviction"}
-    assert f.lengths == {"q1": 2, "q2": 0, "q3": 1}
-    assert f.oldest == {"q1": 1764445000.25} and f.errors == ()
-    # One LLEN per queue; LINDEX only where LLEN saw a backlog.
-    assert [c.split()[5:] for c in (tmp_path / "calls").read_text().splitlines()] == [
-        ["INFO"], ["LLEN", "q1"], ["LINDEX", "q1", "-1"], ["LLEN", "q2"], ["LLEN", "q3"],
-        ["LINDEX", "q3", "-1"]]
-
-
 def test_pgbouncer_fact(tiny):
     fact = Pgbouncer.fact(tiny, tiny.host("pgb-1"), "sentry-pgbouncer-1", "SFB_SECRET_0")
     inner = ('PGPASSWORD="$(cat)"; export PGPASSWORD; psql -X -A -F '"'|'"' -P footer=off '
@@ -236,23 +192,3 @@ def test_nginx_facts(tiny):
 def test_a_secret_with_a_line_break_is_refused(tiny):
     with pytest.raises(SentryfabError, match="redis_password.*line break"):
         script.build(tiny, tiny.host("cache-1"), {**SECRETS, "redis_password": "a\nb"})
-
-
-def test_every_script_is_valid_shell(tiny):
-    for host in tiny.hosts:
-        cs = script.build(tiny, host, SECRETS)
-        subprocess.run(["sh", "-n", "-c", unwrap(cs.command)], check=True)
-
-
-def test_the_host_facts_run_here_and_parse(tiny):
-    # A real shell on this machine: the builder's output is what the parsers read.
-    cs = script.build(tiny, tiny.host("plain-1"), SECRETS)
-    done = subprocess.run(shlex.split(cs.command), capture_output=True, text=True, check=True)
-    out = script.split(done.stdout)
-    assert out.complete and 0 <= out.remote_seconds < 5
-    assert Loadavg.parse(out.get("loadavg").lines) is not None
-    assert Nproc.parse(out.get("nproc").lines) >= 1
-    total, avail = Meminfo.parse(out.get("meminfo").lines)
-    assert 0 < avail <= total
-    assert FileNr.parse(out.get("file-nr").lines)[1] > 0
-    assert [d.path for d in Df.parse(out.get("df").lines)] == list(DATA_PATHS)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..inventory import Host, Inventory
+from . import backup
 
 #: Settings every role starts from; `roles:` in the inventory, then a host's `vars:`, win.
 ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -39,6 +40,7 @@ ROLE_DEFAULTS: dict[str, dict[str, Any]] = {
            "max_replication_slots": 10, "wal_keep_size": "1GB", "max_slot_wal_keep_size": "10GB",
            "synchronous": False, "uid": 101,
            "bytes_per_event": "8kb", "wal_bytes_per_event": "16kb"},
+    "backup": backup.DEFAULTS,
 }
 
 SENTRY_DB = {"name": "sentry", "user": "sentry"}
@@ -213,4 +215,11 @@ def build(inv: Inventory, host: Host, role: str, state: ClusterState,
         "statsd": statsd(inv),
         "site": site(inv),
         "web_ports": web_ports(inv, host) if host.has("web") else [],
+        "backup": backup_settings(inv),
     }
+
+
+def backup_settings(inv: Inventory) -> dict[str, Any] | None:
+    """The backup role as the other roles' templates see it (None: no backup host)."""
+    host = backup.backup_host(inv)
+    return backup.context(inv, settings(inv, "backup", host) if host else None)

@@ -81,6 +81,8 @@ def _char(ch: str) -> str:
 def guard(value: Any) -> Any:
     """Jinja's finalize: what any `{{ }}` writes. No control character or line break, and
     no secret that skipped its file's filter."""
+    if isinstance(value, Block):
+        return value
     if isinstance(value, Secret):
         raise Refused(f"{describe(value)} is written without escaping: templates write a "
                       "secret through its file's filter (pystr, yamlstr, redisconf, ...)")
@@ -325,6 +327,40 @@ def host_port(address: Any, port: Any) -> str:
     return f"[{text}]:{int_(port)}" if v6 else f"{text}:{int_(port)}"
 
 
+# --- pgBackRest, libpq's password file, PEM ---------------------------------------------------
+
+def pgbackrest_value(value: Any) -> str:
+    """A pgbackrest.conf value. Its ini reader has no quoting: the value is the rest of the
+    line, trimmed, so a line break or surrounding space cannot be written at all."""
+    text = _no_control(value, "pgbackrest.conf cannot hold")
+    if text != text.strip() or not text:
+        raise Refused(f"{describe(value)} is empty or starts or ends with a space, which "
+                      "pgbackrest.conf trims away")
+    return text
+
+
+def pgpass_field(value: Any) -> str:
+    """A field of libpq's password file: ':' and '\\' escaped with a backslash."""
+    text = _no_control(value, "a password file cannot hold")
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+_PEM_RE = re.compile(r"(-----BEGIN [A-Z ]+-----\n(?:[A-Za-z0-9+/=]{1,76}\n)+"
+                     r"-----END [A-Z ]+-----\n)+")
+
+
+class Block(str):
+    """Several lines, each checked by the filter that made it (PEM): `guard` lets it be."""
+
+
+def pem(value: Any) -> Block:
+    """A PEM file's text: BEGIN/END blocks of base64 lines and nothing else."""
+    text = str(value)
+    if not _PEM_RE.fullmatch(text):
+        raise Refused(f"{describe(value)} is not PEM text (BEGIN/END blocks of base64)")
+    return Block(text.rstrip("\n"))
+
+
 #: The filters every template may use, by name.
 FILTERS: dict[str, Callable[..., Any]] = {
     "int_": int_,
@@ -346,9 +382,13 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "redisword": redis_word,
     "nginx": nginx_value,
     "hostport": host_port,
+    "pgbrconf": pgbackrest_value,
+    "pgpass": pgpass_field,
+    "pem": pem,
 }
 
 #: Filters whose output holds their input in an escaped form: a secret passed through one
 #: is registered in that form too, so that masking finds it.
 ESCAPING = ("pystr", "yamlstr", "yamlkey", "urlquote", "pgconf", "pgident", "conninfo",
-            "pgbouncer_connstr", "userlist", "redisconf", "redisword", "nginx")
+            "pgbouncer_connstr", "userlist", "redisconf", "redisword", "nginx", "pgbrconf",
+            "pgpass")

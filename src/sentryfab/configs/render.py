@@ -13,8 +13,8 @@ import jinja2
 from ..errors import RenderError
 from ..inventory import Host, Inventory
 from ..secrets import SecretError, Secrets
-from . import context, escape, vartypes
-from .catalog import ROLE_FILES, ConfigFile, remote_path
+from . import context, escape, pki, vartypes
+from .catalog import ConfigFile, files_for, remote_path
 from .context import ClusterState
 from .escape import Refused, Secret, py_literal, yaml_literal
 
@@ -63,6 +63,7 @@ def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: Clust
     """Render every file of every role (or of `roles`) of every host; RenderError lists all."""
     env = environment(templates)
     _add_secret_helpers(env, secrets)
+    present = inv.roles_present()
     # Every var these files read of its declared type, no control character: before any
     # template runs.
     rendered = [(h, r) for h in hosts for r in h.roles if roles is None or r in roles]
@@ -76,7 +77,7 @@ def render_all(inv: Inventory, hosts: list[Host], secrets: Secrets, state: Clust
             if roles is not None and role not in roles:
                 continue
             ctx = context.build(inv, host, role, state, drained)
-            for f in ROLE_FILES[role]:
+            for f in files_for(role, present):
                 try:
                     text = env.get_template(f.template).render(ctx)
                 except SecretError as e:
@@ -122,6 +123,8 @@ def _add_secret_helpers(env: jinja2.Environment, secrets: Secrets) -> None:
     env.globals["secret"] = lambda name: Secret(secrets.get(name), name)
     env.filters["scram_sha256"] = lambda pw, user: secrets.register(scram_sha256(pw, user))
     env.filters["md5_auth"] = lambda pw, user: secrets.register(md5_auth(pw, user))
+    env.globals["backup_tls"] = lambda kind, cluster, host="", address="": backup_tls(
+        secrets, kind, cluster, host, address)
 
     # A secret written in an escaped form (a quote, a backslash, an '&' in a password) is no
     # longer the secret verbatim: the escaped form is registered too, so mask() finds it.
@@ -145,6 +148,20 @@ def _inner(literal: str) -> str:
     if len(body) >= 2 and body[0] == body[-1] and body[0] in "'\"":
         return body[1:-1]
     return literal
+
+
+def backup_tls(secrets: Secrets, kind: str, cluster: str, host: str = "",
+               address: str = "") -> str:
+    """One of pgBackRest's TLS files, derived from the secret `backup_tls_seed` (pki.py):
+    'ca', 'client', 'client_key', 'server', 'server_key'. Keys are registered as secrets."""
+    seed = secrets.get("backup_tls_seed")
+    if kind == "ca":
+        return pki.ca_cert(seed, cluster)
+    pem = pki.client(seed, cluster) if kind.startswith("client") else pki.server(
+        seed, cluster, host, address)
+    if kind.endswith("_key"):
+        return secrets.register(pem.key)
+    return pem.cert
 
 
 def md5_auth(password: str, user: str) -> str:

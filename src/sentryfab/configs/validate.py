@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..shell import join
+from .backup import STANZA
 from .catalog import CONFIG_ROOT
 from .py27 import PY27_CHECK
 
@@ -104,6 +105,14 @@ PG_HBA_CHECK = (
         'postgres -D "$data" -c hba_file="$1" -c listen_addresses='
         ' -c unix_socket_directories="$data"'))
 
+# pgBackRest refuses a bad value of a known option (naming it) on any command, even `help`;
+# an unknown option is only a warning, which this check refuses too. The stanza is named so
+# that its section's options are read as well.
+PGBACKREST_CHECK = (
+    'err=$(pgbackrest --config="$1" --stanza="$2" --log-level-console=warn'
+    ' --log-level-stderr=warn help backup 2>&1 >/dev/null); rc=$?; '
+    '[ "$rc" -eq 0 ] && [ -z "$err" ] && exit 0; printf "%s\\n" "$err" >&2; exit 1')
+
 #: Per validator: extra `docker run` options and the check command (role, candidate) -> argv.
 Check = tuple[tuple[str, ...], Callable[[str, str], list[str]]]
 
@@ -120,6 +129,8 @@ VALIDATORS: dict[str, Check | None] = {
         "sh", "-c", POSTGRES_CHECK, "sh", cand]),
     "pg_hba": (("--user", "postgres"), lambda role, cand: [
         "sh", "-c", PG_HBA_CHECK, "sh", cand]),
+    "pgbackrest": (("--user", "postgres"), lambda role, cand: [
+        "sh", "-c", PGBACKREST_CHECK, "sh", cand, STANZA]),
     "python": ((), lambda role, cand: [
         "sh", "-c", PYTHON_RUN, "sh", SENTRY_CONF_CHECK, cand, *SENTRY_SETTINGS]),
     "yaml": ((), lambda role, cand: [

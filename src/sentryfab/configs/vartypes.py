@@ -74,6 +74,11 @@ def is_host(text: str) -> bool:
         return bool(_HOSTNAME_RE.fullmatch(text))
 
 
+def _hh_mm(value: Any) -> str | None:
+    ok = isinstance(value, str) and re.fullmatch(r"([01][0-9]|2[0-3]):[0-5][0-9]", value)
+    return None if ok else "must be a time of day HH:MM (UTC), quoted"
+
+
 PORT = whole(1, 65535)
 
 #: Every var a template reads, by name: the same name has the same type in every role.
@@ -98,7 +103,32 @@ VAR_TYPES: dict[str, Check] = {
     "shared_buffers": _pg_size, "work_mem": _pg_size, "max_wal_senders": whole(0),
     "max_replication_slots": whole(0), "wal_keep_size": _pg_size,
     "max_slot_wal_keep_size": _pg_size, "synchronous": _bool,
+    # pgBackRest (backup role): archive_timeout is seconds; full_on a weekday, 0 Monday
+    "retention_full": whole(1, 9999), "retention_diff": whole(1, 9999),
+    "process_max": whole(1, 999), "archive_timeout": whole(1, 86400), "full_on": whole(0, 6),
+    "backup_at": _hh_mm, "drill_at": _hh_mm,
 }
+
+
+class _Found:
+    """Problems in the order found, one per inventory path: the first says enough."""
+
+    def __init__(self, inv: Inventory) -> None:
+        self.inv = inv
+        self.out: list[str] = []
+        self.seen: set[str] = set()
+
+    def add(self, path: str, why: str, value: Any) -> None:
+        """'<inventory>: <path>: why, got value', unless `path` has a problem already."""
+        if path not in self.seen:
+            self.seen.add(path)
+            self.out.append(f"{self.inv.path.name}: {path}: {why}, got {value!r}")
+
+    def check(self, path: str, var: str, value: Any) -> None:
+        """`value` against the declared type of `var` (a var with none passes)."""
+        why = VAR_TYPES[var](value) if var in VAR_TYPES else None
+        if why:
+            self.add(path, why, value)
 
 
 def problems(inv: Inventory, rendered: Iterable[tuple[Host, str]]) -> list[str]:
@@ -107,57 +137,62 @@ def problems(inv: Inventory, rendered: Iterable[tuple[Host, str]]) -> list[str]:
     and host vars, every host's name, address and ports (in other hosts' files), `cluster`,
     `statsd` and `sentry:`. A wrong var nothing rendered reads stops nothing (a failover
     renders PgBouncer's files whatever a web host's vars say)."""
-    out: list[str] = []
-    seen: set[str] = set()
+    found = _Found(inv)
+    read = _read_by(inv, rendered)
+    for path, value in _strings(read):
+        m = CONTROL_RE.search(value)
+        if m:
+            found.add(path, f"holds a control character or a line break (U+{ord(m.group()):04X}), "
+                            "which would add lines to the rendered files", value)
+    for base, vars_ in read.items():
+        if base.startswith(("roles/", "hosts/")):
+            for var, value in vars_.items():
+                found.check(f"{base}/{var}", var, value)
+    for h in inv.hosts:
+        _check_host(found, inv, h)
+    _check_statsd(found, inv.extra.get("statsd"))
+    return found.out
 
-    def add(path: str, why: str, value: Any) -> None:
-        if path not in seen:  # one problem per place: the first says enough
-            seen.add(path)
-            out.append(f"{inv.path.name}: {path}: {why}, got {value!r}")
 
-    def check(path: str, var: str, value: Any) -> None:
-        why = VAR_TYPES[var](value) if var in VAR_TYPES else None
-        if why:
-            add(path, why, value)
-
+def _read_by(inv: Inventory, rendered: Iterable[tuple[Host, str]]) -> dict[str, Any]:
+    """What the files of `rendered` read, by inventory path: `cluster`, `statsd`, `sentry:`,
+    their roles' vars (a Sentry role's files read web's and worker's too) and host vars."""
     read: dict[str, Any] = {"cluster": inv.cluster, "statsd": inv.extra.get("statsd"),
                             "sentry": inv.extra.get("sentry")}
     for host, role in rendered:
         for r in (role, *(("web", "worker") if role in SENTRY_ROLES else ())):
             read[f"roles/{r}"] = inv.roles.get(r) or {}
         read[f"hosts/{host.name}/vars"] = host.vars
-    for path, value in _strings(read):
+    return read
+
+
+def _check_host(found: _Found, inv: Inventory, h: Host) -> None:
+    """What every rendered file may say about a host: its name, address and ports."""
+    for path, value in ((f"hosts/{h.name}", h.name), (f"hosts/{h.name}/address", h.address)):
         m = CONTROL_RE.search(value)
         if m:
-            add(path, f"holds a control character or a line break (U+{ord(m.group()):04X}), "
-                      "which would add lines to the rendered files", value)
-    for base, found in read.items():
-        if base.startswith(("roles/", "hosts/")):
-            for var, value in found.items():
-                check(f"{base}/{var}", var, value)
-    for h in inv.hosts:
-        for path, value in ((f"hosts/{h.name}", h.name), (f"hosts/{h.name}/address", h.address)):
-            m = CONTROL_RE.search(value)
-            if m:
-                add(path, f"holds a control character or a line break (U+{ord(m.group()):04X})",
-                    value)
-        if not is_host(h.address):
-            add(f"hosts/{h.name}/address", "must be an IP address or a host name", h.address)
-        # What other hosts' files say about this one: its ports.
-        for role in h.roles:
-            for var in ("port", "base_port", "processes") if role == "web" else ("port",):
-                if var in h.vars:
-                    check(f"hosts/{h.name}/vars/{var}", var, h.vars[var])
-                elif var in (inv.roles.get(role) or {}):
-                    check(f"roles/{role}/{var}", var, inv.roles[role][var])
-    raw = inv.extra.get("statsd")
+            found.add(path, f"holds a control character or a line break (U+{ord(m.group()):04X})",
+                      value)
+    if not is_host(h.address):
+        found.add(f"hosts/{h.name}/address", "must be an IP address or a host name", h.address)
+    # What other hosts' files say about this one: its ports.
+    for role in h.roles:
+        for var in ("port", "base_port", "processes") if role == "web" else ("port",):
+            if var in h.vars:
+                found.check(f"hosts/{h.name}/vars/{var}", var, h.vars[var])
+            elif var in (inv.roles.get(role) or {}):
+                found.check(f"roles/{role}/{var}", var, inv.roles[role][var])
+
+
+def _check_statsd(found: _Found, raw: Any) -> None:
+    """`statsd:` is host:port, or a host alone (port 8125)."""
     if raw:
         host, sep, port = str(raw).strip().rpartition(":")
         if not sep:
             host, port = str(raw).strip(), "8125"
         if not (is_host(host.removeprefix("[").removesuffix("]")) and PORT(port) is None):
-            add("statsd", "must be host:port (an IP address or a host name, and a port)", raw)
-    return out
+            found.add("statsd", "must be host:port (an IP address or a host name, and a port)",
+                      raw)
 
 
 def _strings(value: Any, path: str = "") -> list[tuple[str, str]]:

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from ..shell import join
+from .runs import Run
 
 #: On the cron host, mounted at the same path into the cleanup container.
 STATE_DIR = "/var/lib/sentryfab/cleanup"
@@ -55,17 +56,6 @@ def facts_command() -> str:
     """What status reads: when scheduling began, and the last runs."""
     return (f"echo \"scheduled $(cat {SCHEDULED_FILE} 2>/dev/null)\"; "
             f"tail -n 5 {RUNS_FILE} 2>/dev/null; true")
-
-
-@dataclass(frozen=True)
-class Run:
-    started: int
-    ended: int
-    exit_code: int
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..configs import backup as b
 from ..configs.context import settings
 from ..inventory import Host, Inventory
 from ..shell import join
@@ -54,6 +55,11 @@ def _running(name: str) -> str:
             f"= 'true 0' ]")
 
 
+def _server_ping(container: str, conf: str) -> str:
+    return join(["docker", "exec", "--user", "postgres", container, "pgbackrest",
+                 f"--config={conf}", "server-ping"])
+
+
 def _http(url: str) -> str:
     return join(["curl", "-fsS", "--max-time", "3", "-o", "/dev/null", url])
 
@@ -97,7 +103,15 @@ def _check(inv: Inventory, host: Host, role: str, specs: list[ContainerSpec],
         else:
             sql = "select status = 'streaming' from pg_stat_wal_receiver"
             what = "PostgreSQL replica is streaming from the primary"
-        return HealthCheck(f"[ \"$({join(psql + [sql])} 2>/dev/null)\" = t ]", what)
+        command = f"[ \"$({join(psql + [sql])} 2>/dev/null)\" = t ]"
+        if len(names) > 1:  # pgBackRest's server beside it answers its own ping
+            command += " && " + _server_ping(names[1], f"{b.DB_CONFIG_DIR}/pgbackrest.conf")
+            what += ", its pgBackRest server answers"
+        return HealthCheck(command, what)
+    if role == "backup":
+        return HealthCheck(f"{running} && " + _server_ping(
+            names[0], f"{b.BACKUP_CONFIG_DIR}/pgbackrest.conf"),
+            "the repository's pgBackRest server answers")
     command = running
     if extra:
         command += " && " + " && ".join(join(["docker", "exec", n, "sh", "-c", extra])

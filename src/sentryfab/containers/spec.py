@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..configs import backup
 from ..configs.catalog import CONFIG_ROOT
 from ..configs.context import (
     FILESTORE_MOUNT,
@@ -41,11 +42,13 @@ DEFAULT_COMMANDS: dict[str, str] = {
     "db": "postgres -D /var/lib/sentryfab/db/data -c config_file=/etc/sentryfab/db/postgresql.conf",
     "pgbouncer": "pgbouncer /etc/sentryfab/pgbouncer/pgbouncer.ini",
     "nginx": "nginx -c /etc/sentryfab/nginx/nginx.conf -g 'daemon off;'",
+    "backup": "pgbackrest --config=/etc/sentryfab/backup/pgbackrest.conf server",
 }
 
 #: The user a role's main process runs as inside its container (None: the image's default).
 DEFAULT_USERS: dict[str, str | None] = {
     "db": "postgres", "pgbouncer": "postgres", "redis-cache": "redis", "redis-queue": "redis",
+    "backup": "postgres",
 }
 
 #: Sentry's roles read the same config; web, worker and cron each mount their own copy.
@@ -207,7 +210,40 @@ def specs_for(inv: Inventory, host: Host, role: str, *, version: str | None = No
         ))
     if role == "cron":
         out.append(_cleanup_spec(inv, out[0]))
+    if role == "db" and backup.backup_host(inv) is not None:
+        out = [replace(out[0], mounts=out[0].mounts + _SOCKET_MOUNT), _backup_agent_spec(out[0])]
+    if role == "backup":
+        out.append(_backup_schedule_spec(inv, host, out[0]))
     return out
+
+
+def _backup_schedule_spec(inv: Inventory, host: Host, server: ContainerSpec) -> ContainerSpec:
+    """The daily backups and restore drill beside the repository's server (as the retention
+    cleanup runs beside the cron): same image, user and folders."""
+    from . import pgbackrest
+
+    s = settings(inv, "backup", host)
+    dbs = [(h.address, int(settings(inv, "db", h)["port"])) for h in inv.with_role("db")]
+    script = pgbackrest.schedule_script(str(s["backup_at"]), str(s["drill_at"]),
+                                        int(s["full_on"]), dbs)
+    labels = tuple((k, "2" if k.endswith(".index") else v) for k, v in server.labels)
+    return replace(server, name=pgbackrest.SCHEDULER_CONTAINER, index=2, labels=labels,
+                   command=("sh", "-c", script))
+
+
+#: PostgreSQL's unix socket folder, shared with the pgBackRest server beside it (a backup
+#: connects as the local superuser through it).
+_SOCKET_MOUNT = ((backup.SOCKET_HOST_DIR, backup.SOCKET_DIR, False),)
+
+
+def _backup_agent_spec(db: ContainerSpec) -> ContainerSpec:
+    """pgBackRest's TLS server beside PostgreSQL: what the repository host's backups and
+    checks talk to (decision record 0007). Same image, same user, same data directory."""
+    labels = tuple((k, "2" if k.endswith(".index") else v) for k, v in db.labels)
+    conf = f"{backup.DB_CONFIG_DIR}/pgbackrest.conf"
+    return replace(db, name=backup.AGENT_CONTAINER, index=2, labels=labels, port=None,
+                   command=("pgbackrest", f"--config={conf}", "server"),
+                   mounts=db.mounts + _SOCKET_MOUNT, stop_signal=None)
 
 
 def _cleanup_spec(inv: Inventory, cron: ContainerSpec) -> ContainerSpec:
@@ -228,6 +264,16 @@ def prepare_dirs(inv: Inventory, host: Host, role: str) -> str:
         uid = int(settings(inv, role, host).get("uid", 0))
         data = f"{DATA_ROOT}/{role}"
         cmd += f" && mkdir -p {shlex.quote(data)} && chown {uid} {shlex.quote(data)}"
+    if role == "db" and backup.backup_host(inv) is not None:
+        uid = int(settings(inv, role, host).get("uid", 0))
+        sock = shlex.quote(backup.SOCKET_HOST_DIR)
+        cmd += f" && mkdir -p {sock} && chown {uid} {sock}"
+    if role == "backup":
+        uid = int(settings(inv, role, host).get("uid", 0))
+        dirs = " ".join(shlex.quote(d) for d in (backup.REPO_PATH, f"{backup.BACKUP_ROOT}/log",
+                                                   backup.SCRATCH_ROOT, backup.RUNS_DIR))
+        repo = shlex.quote(backup.REPO_PATH)
+        cmd += f" && mkdir -p {dirs} && chown {uid} {dirs} && chmod 700 {repo}"
     if role == "cron":  # the cleanup's record of its runs, written as Sentry's user
         uid = int(settings(inv, "cron", host).get("uid", 999))
         cmd += f" && mkdir -p {cleanup.STATE_DIR} && chown {uid} {cleanup.STATE_DIR}"

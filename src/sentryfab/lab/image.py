@@ -28,7 +28,7 @@ from sentryfab.lab.topology import Host
 SUITE = "bookworm"
 PACKAGES = (
     "postgresql-15", "pgbouncer", "redis-server", "nginx-light", "python3", "python3-psycopg2",
-    "python3-redis", "python3-yaml", "procps", "iproute2", "curl",
+    "python3-redis", "python3-yaml", "procps", "iproute2", "curl", "pgbackrest",
 )
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 # Dropped from the root file system: about a third of its size, unused in containers.

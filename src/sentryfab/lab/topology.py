@@ -52,6 +52,7 @@ ROLE_HOSTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("db-1", ("db",)),
     ("db-2", ("db",)),
     ("pgbouncer-1", ("pgbouncer",)),
+    ("backup-1", ("backup",)),
 )
 
 # Role settings of the lab inventory, in the order the inventory lists them.
@@ -72,6 +73,9 @@ ROLE_SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
     ("db", {"synchronous": True}),
     ("pgbouncer", {}),
     ("nginx", {}),
+    # A WAL segment reaches the repository at most 10 s after its first write: the disaster
+    # test's loss window stays short.
+    ("backup", {"archive_timeout": 10, "process_max": 1}),
 )
 
 #: One folder of the machine bind-mounted at SHARED_FILES into every host with a Sentry role:

@@ -143,9 +143,7 @@ def plan(inv: Inventory, facts: dict[str, HostFacts], rate: float | None = None
     total_clients = sum(clients.values())
     dbs = inv.with_role("db")
     bouncers = inv.with_role("pgbouncer")
-    db_s = settings(inv, "db", dbs[0]) if dbs else {}
-    usable = (int(db_s.get("max_connections", 0)) - int(db_s.get("superuser_reserved_connections",
-                                                                  3)) - ADMIN_MARGIN)
+    usable = _usable_db_connections(inv, dbs)
 
     # 1. Sentry straight to PostgreSQL: the lesson that PgBouncer was put in for.
     if dbs:
@@ -157,16 +155,7 @@ def plan(inv: Inventory, facts: dict[str, HostFacts], rate: float | None = None
     # 2. Clients into each PgBouncer, and the server connections all of them open.
     server_conns = 0
     for b in bouncers:
-        bs = settings(inv, "pgbouncer", b)
-        mine = sum(n for name, n in clients.items()
-                   if (pgbouncer_for(inv, inv.host(name)) or {}).get("name") == b.name)
-        add(Line("pgbouncer", f"{b.name} clients", int(bs["max_client_conn"]), mine,
-                 "connections", "max_client_conn"))
-        server_conns += int(bs["default_pool_size"]) + int(bs["reserve_pool_size"])
-        fd = facts.get(b.name, declared_facts(inv, b)).nofile
-        add(Line("pgbouncer", f"{b.name} file descriptors", fd,
-                 int(bs["max_client_conn"]) + int(bs["default_pool_size"])
-                 + int(bs["reserve_pool_size"]) + 10, "fds", "max_client_conn + pool + 10"))
+        server_conns += _bouncer_lines(inv, facts, b, clients, add)
     if bouncers and dbs:
         add(Line("postgresql", "from pgbouncer", usable, server_conns, "connections",
                  "sum over bouncers of default_pool_size + reserve_pool_size"))
@@ -175,21 +164,7 @@ def plan(inv: Inventory, facts: dict[str, HostFacts], rate: float | None = None
     procs = _sentry_processes(inv)
     for role in ("redis-cache", "redis-queue"):
         for r in inv.with_role(role):
-            rs = settings(inv, role, r)
-            f = facts.get(r.name, declared_facts(inv, r))
-            planned = procs["threads"]
-            add(Line("redis", f"{r.name} clients", int(rs["maxclients"]), planned,
-                     "connections", "maxclients"))
-            add(Line("redis", f"{r.name} file descriptors", f.nofile,
-                     int(rs["maxclients"]) + 32, "fds", "maxclients + 32 (Redis' own)"))
-            add(Line("redis", f"{r.name} listen backlog", f.somaxconn, int(rs["tcp_backlog"]),
-                     "connections", "tcp-backlog is cut to net.core.somaxconn"))
-            mem = parse_size(rs["maxmemory"])
-            # The queue persists: a fork for RDB/AOF rewrite may copy every page it touches.
-            need = mem * (2 if role == "redis-queue" else 1) + 256 * MB
-            add(Line("memory", f"{r.name} redis", f.ram, need, "bytes",
-                     "maxmemory x2 (fork for persistence) + 256 MB"
-                     if role == "redis-queue" else "maxmemory + 256 MB"))
+            _redis_lines(inv, facts, role, r, procs["threads"], add)
 
     # 4. The backlog: every accepted event waits on the queue Redis (SENTRY_CACHE and the
     # Celery broker) until a worker stores it, and that Redis never evicts: when workers
@@ -197,22 +172,78 @@ def plan(inv: Inventory, facts: dict[str, HostFacts], rate: float | None = None
     _backlog(inv, add, rate)
 
     # 5. Memory of the database and of the Sentry hosts.
+    _memory_lines(inv, facts, dbs, add)
+    return report
+
+
+def _usable_db_connections(inv: Inventory, dbs: list[Host]) -> int:
+    """PostgreSQL connections left for clients: max_connections less the superuser reserve
+    and ADMIN_MARGIN, as the first db host is configured."""
+    db_s = settings(inv, "db", dbs[0]) if dbs else {}
+    return (int(db_s.get("max_connections", 0)) - int(db_s.get("superuser_reserved_connections",
+                                                                3)) - ADMIN_MARGIN)
+
+
+def _facts_of(inv: Inventory, facts: dict[str, HostFacts], host: Host) -> HostFacts:
+    """The host's facts as read, else as declared (the declared ones are always parsed, so
+    a malformed declaration fails the same way whether or not the host was read)."""
+    return facts.get(host.name, declared_facts(inv, host))
+
+
+def _bouncer_lines(inv: Inventory, facts: dict[str, HostFacts], b: Host,
+                   clients: dict[str, int], add: Callable[[Line], None]) -> int:
+    """One PgBouncer's client and file-descriptor lines; returns the server connections
+    its pools may open on PostgreSQL."""
+    bs = settings(inv, "pgbouncer", b)
+    mine = sum(n for name, n in clients.items()
+               if (pgbouncer_for(inv, inv.host(name)) or {}).get("name") == b.name)
+    add(Line("pgbouncer", f"{b.name} clients", int(bs["max_client_conn"]), mine,
+             "connections", "max_client_conn"))
+    server_conns = int(bs["default_pool_size"]) + int(bs["reserve_pool_size"])
+    fd = _facts_of(inv, facts, b).nofile
+    add(Line("pgbouncer", f"{b.name} file descriptors", fd,
+             int(bs["max_client_conn"]) + int(bs["default_pool_size"])
+             + int(bs["reserve_pool_size"]) + 10, "fds", "max_client_conn + pool + 10"))
+    return server_conns
+
+
+def _redis_lines(inv: Inventory, facts: dict[str, HostFacts], role: str, r: Host,
+                 threads: int, add: Callable[[Line], None]) -> None:
+    """One Redis host's clients, file descriptors, listen backlog and memory."""
+    rs = settings(inv, role, r)
+    f = _facts_of(inv, facts, r)
+    add(Line("redis", f"{r.name} clients", int(rs["maxclients"]), threads,
+             "connections", "maxclients"))
+    add(Line("redis", f"{r.name} file descriptors", f.nofile,
+             int(rs["maxclients"]) + 32, "fds", "maxclients + 32 (Redis' own)"))
+    add(Line("redis", f"{r.name} listen backlog", f.somaxconn, int(rs["tcp_backlog"]),
+             "connections", "tcp-backlog is cut to net.core.somaxconn"))
+    mem = parse_size(rs["maxmemory"])
+    # The queue persists: a fork for RDB/AOF rewrite may copy every page it touches.
+    need = mem * (2 if role == "redis-queue" else 1) + 256 * MB
+    add(Line("memory", f"{r.name} redis", f.ram, need, "bytes",
+             "maxmemory x2 (fork for persistence) + 256 MB"
+             if role == "redis-queue" else "maxmemory + 256 MB"))
+
+
+def _memory_lines(inv: Inventory, facts: dict[str, HostFacts], dbs: list[Host],
+                  add: Callable[[Line], None]) -> None:
+    """Memory of each database host, then of each Sentry host."""
     for d in dbs:
         ds = settings(inv, "db", d)
-        f = facts.get(d.name, declared_facts(inv, d))
+        f = _facts_of(inv, facts, d)
         need = (parse_size(ds["shared_buffers"]) + int(ds["max_connections"])
                 * (parse_size(ds["work_mem"]) + PG_CONN_OVERHEAD))
         add(Line("memory", f"{d.name} postgresql", f.ram, need, "bytes",
                  "shared_buffers + max_connections x (work_mem + 10 MB)"))
     for h in sentry_hosts(inv):
-        f = facts.get(h.name, declared_facts(inv, h))
+        f = _facts_of(inv, facts, h)
         need = sum(int(settings(inv, role, h).get("processes", 1))
                    * parse_size(settings(inv, role, h).get("process_memory",
                                                            SENTRY_PROCESS_MEMORY[role]))
                    for role in ("web", "worker", "cron") if h.has(role))
         add(Line("memory", f"{h.name} sentry", f.ram, need, "bytes",
                  "processes x process_memory"))
-    return report
 
 
 def backlog_bytes(events_per_second: float, event_size: float, minutes: float,

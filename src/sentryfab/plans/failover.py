@@ -226,6 +226,35 @@ def _to_repoint(draft: _Draft, topo: Topology, target: DbNode) -> list[str]:
     return out
 
 
+def _stage_bouncers(draft: _Draft, topo: Topology, target: DbNode, names: list[str]) -> None:
+    """The slow half of a PgBouncer change: the new file checked, not live yet."""
+    for name in names:
+        draft.step(Action.STAGE_BOUNCER, name, f"upload pgbouncer.ini with {topo.database} -> "
+                   f"{target.name} and check it with a throwaway PgBouncer (not live yet)")
+
+
+def _commit_bouncers(draft: _Draft, topo: Topology, target: DbNode, names: list[str]) -> None:
+    """The live half of a PgBouncer change: the staged file swapped in and confirmed."""
+    for name in names:
+        draft.step(Action.COMMIT_BOUNCER, name, "swap the new pgbouncer.ini in, reload "
+                   f"(SIGHUP), confirm with SHOW DATABASES that {topo.database} -> "
+                   f"{target.name}")
+
+
+def _after_promote(draft: _Draft, target: DbNode) -> None:
+    """The new primary's housekeeping once it takes writes."""
+    draft.step(Action.AFTER_PROMOTE, target.name, f"replication slots on {target.name} for the "
+               "other db hosts; forget the primary_conninfo it streamed with; checkpoint")
+
+
+def _verify_commits(draft: _Draft, topo: Topology) -> None:
+    """A write through every reachable PgBouncer (rejoin, degrade, restore)."""
+    for bouncer in topo.bouncers:
+        if bouncer.reachable:
+            draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} "
+                       "commits")
+
+
 def plan_failover(topo: Topology, opts: Options, kind: str = "failover") -> Plan:
     """Promote a replica while the primary is down or unreachable: fence what could still
     act as a primary, promote, repoint PgBouncer, verify a write."""
@@ -234,6 +263,38 @@ def plan_failover(topo: Topology, opts: Options, kind: str = "failover") -> Plan
     if target is None:
         return draft.done(topo)
     draft.target = target.name
+    _check_failover_target(topo, target, opts, draft)
+    if draft.refusals:
+        return draft.done(topo)
+    keep = [n for n in topo.nodes if _stays_replica(topo, n, target)]
+    repoint = _to_repoint(draft, topo, target)
+    # The slow half of the PgBouncer change (a throwaway PgBouncer checks the file for 2 s)
+    # goes first: nothing is live until commit, and the old primary is down anyway.
+    _stage_bouncers(draft, topo, target, repoint)
+    for node in topo.nodes:
+        if node is not target and node not in keep:
+            _fence_or_note(draft, node)
+    if _needs_degrade(topo, target, keep):
+        draft.step(Action.DEGRADE, target.name, f"synchronous replication off on {target.name} "
+                   "(postgresql.conf pushed and reloaded, DEGRADED marker): no replica is left "
+                   "to wait for")
+    if not target.is_primary:
+        draft.step(Action.PROMOTE, target.name, f"pg_promote() on {target.name}: it leaves "
+                   "recovery and takes writes on a new timeline")
+    _commit_bouncers(draft, topo, target, repoint)
+    _after_promote(draft, target)
+    for node in keep:
+        if not node.streams_from(target):
+            draft.step(Action.REPOINT_REPLICA, node.name, f"primary_conninfo of {node.name} -> "
+                       f"{target.name}, reload: it follows the new timeline")
+    _resume_and_verify(draft, topo, target)
+    _next_steps(draft, topo, target, keep)
+    return draft.done(topo)
+
+
+def _check_failover_target(topo: Topology, target: DbNode, opts: Options,
+                           draft: _Draft) -> None:
+    """Refuse a target that cannot take over; one that is already the primary is finished."""
     if not target.reachable:
         draft.hard(f"{target.name} is unreachable: {target.error}")
     elif target.fenced is not None and not target.is_primary:
@@ -252,49 +313,29 @@ def plan_failover(topo: Topology, opts: Options, kind: str = "failover") -> Plan
             if other is not target:
                 draft.soft(f"{other.name} also answers as a primary (timeline "
                            f"{other.timeline}): split brain; it will be fenced")
-    if draft.refusals:
-        return draft.done(topo)
-    keep = [n for n in topo.nodes if _stays_replica(topo, n, target)]
-    repoint = _to_repoint(draft, topo, target)
-    # The slow half of the PgBouncer change (a throwaway PgBouncer checks the file for 2 s)
-    # goes first: nothing is live until commit, and the old primary is down anyway.
-    for name in repoint:
-        draft.step(Action.STAGE_BOUNCER, name, f"upload pgbouncer.ini with {topo.database} -> "
-                   f"{target.name} and check it with a throwaway PgBouncer (not live yet)")
-    for node in topo.nodes:
-        if node is target or node in keep:
-            continue
-        if not node.reachable:
-            draft.notes.append(f"{node.name} is unreachable and cannot be fenced now: if it "
-                               f"comes back as a primary, `fab db.rejoin {node.name}` "
-                               "(PgBouncer no longer points at it)")
-        elif node.fenced is not None and not node.running and (node.standby_signal
-                                                                or not node.has_data):
-            draft.notes.append(f"{node.name} is already fenced and stopped")
-        elif node.could_be_primary or node.running or node.container == "running":
-            draft.step(Action.FENCE, node.name, f"stop {node.name}'s PostgreSQL if it runs, "
-                       "write the FENCED marker and standby.signal: restarted by anyone, it "
-                       "comes up read-only")
-        else:
-            draft.notes.append(f"{node.name} is a stopped replica: `fab db.rejoin {node.name}` "
-                               "later")
-    if _needs_degrade(topo, target, keep):
-        draft.step(Action.DEGRADE, target.name, f"synchronous replication off on {target.name} "
-                   "(postgresql.conf pushed and reloaded, DEGRADED marker): no replica is left "
-                   "to wait for")
-    if not target.is_primary:
-        draft.step(Action.PROMOTE, target.name, f"pg_promote() on {target.name}: it leaves "
-                   "recovery and takes writes on a new timeline")
-    for name in repoint:
-        draft.step(Action.COMMIT_BOUNCER, name, "swap the new pgbouncer.ini in, reload "
-                   f"(SIGHUP), confirm with SHOW DATABASES that {topo.database} -> "
-                   f"{target.name}")
-    draft.step(Action.AFTER_PROMOTE, target.name, f"replication slots on {target.name} for the "
-               "other db hosts; forget the primary_conninfo it streamed with; checkpoint")
-    for node in keep:
-        if not node.streams_from(target):
-            draft.step(Action.REPOINT_REPLICA, node.name, f"primary_conninfo of {node.name} -> "
-                       f"{target.name}, reload: it follows the new timeline")
+
+
+def _fence_or_note(draft: _Draft, node: DbNode) -> None:
+    """A node that leaves the cluster: fenced if it could still act, else a note on it."""
+    if not node.reachable:
+        draft.notes.append(f"{node.name} is unreachable and cannot be fenced now: if it "
+                           f"comes back as a primary, `fab db.rejoin {node.name}` "
+                           "(PgBouncer no longer points at it)")
+    elif node.fenced is not None and not node.running and (node.standby_signal
+                                                            or not node.has_data):
+        draft.notes.append(f"{node.name} is already fenced and stopped")
+    elif node.could_be_primary or node.running or node.container == "running":
+        draft.step(Action.FENCE, node.name, f"stop {node.name}'s PostgreSQL if it runs, "
+                   "write the FENCED marker and standby.signal: restarted by anyone, it "
+                   "comes up read-only")
+    else:
+        draft.notes.append(f"{node.name} is a stopped replica: `fab db.rejoin {node.name}` "
+                           "later")
+
+
+def _resume_and_verify(draft: _Draft, topo: Topology, target: DbNode) -> None:
+    """After a failover: RESUME what an interrupted switchover left paused, then a write
+    through every reachable PgBouncer."""
     for bouncer in topo.bouncers:
         if bouncer.reachable and any(x.paused for x in bouncer.databases):
             draft.step(Action.RESUME, bouncer.name, "RESUME: it was left paused (an "
@@ -303,10 +344,6 @@ def plan_failover(topo: Topology, opts: Options, kind: str = "failover") -> Plan
         if bouncer.reachable:
             draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} as "
                        f"{topo.database} lands on {target.name}")
-    _next_steps(draft, topo, target, keep)
-    return draft.done(topo)
-
-
 def _failover_checks(topo: Topology, target: DbNode, opts: Options, draft: _Draft) -> None:
     for other in topo.primaries:
         draft.soft(f"{other.name} still reports itself primary (timeline {other.timeline}): "
@@ -352,35 +389,65 @@ def plan_switchover(topo: Topology, opts: Options) -> Plan:
     if target is None:
         return draft.done(topo)
     draft.target = target.name
-    resumed = [f"{n.name} fenced for it" for n in topo.nodes if n.fenced is not None
-               and n.fenced.new_primary == target.name and n.fenced.action == "switchover"]
-    # Only a switchover pauses PgBouncer: paused with no primary running is one cut short
-    # between its stop and its fence.
-    resumed += [f"{b.name} paused" for b in topo.bouncers
-                if any(x.paused for x in b.databases)]
     if primary is None or primary is target:
-        if resumed or (primary is target and target.is_primary):
-            plan = plan_failover(topo, replace(opts, force=False), kind="switchover")
-            return replace(plan, notes=(f"continuing an interrupted switchover to "
-                                        f"{target.name} "
-                                        f"({', '.join(resumed) or 'it is promoted'})",
-                                        *plan.notes))
-        draft.hard("no running primary: a switchover moves a healthy primary (found: "
-                   + "; ".join(describe(topo)) + "); `fab db.failover` promotes a replica "
-                   "when the primary is down")
-        return draft.done(topo)
+        return _switchover_without_primary(topo, opts, primary, target, draft)
     _switchover_checks(topo, primary, target, opts, draft)
     if draft.refusals:
         return draft.done(topo)
     keep = [n for n in topo.nodes if _stays_replica(topo, n, target)]
-    for bouncer in topo.bouncers:
-        draft.step(Action.STAGE_BOUNCER, bouncer.name, "upload pgbouncer.ini with "
-                   f"{topo.database} -> {target.name} and check it with a throwaway "
-                   "PgBouncer (not live yet)")
+    bouncers = [b.name for b in topo.bouncers]
+    _stage_bouncers(draft, topo, target, bouncers)
     if _needs_degrade(topo, target, keep):
         draft.step(Action.DEGRADE, target.name, "synchronous replication off in "
                    f"{target.name}'s postgresql.conf (in effect once promoted: {primary.name} "
                    "will be stopped, no replica to wait for)")
+    _hand_over(draft, topo, opts, primary, target)
+    for node in keep:
+        draft.step(Action.REPOINT_REPLICA, node.name, f"primary_conninfo of {node.name} -> "
+                   f"{target.name}, reload")
+    _commit_bouncers(draft, topo, target, bouncers)
+    for bouncer in topo.bouncers:
+        draft.step(Action.RESUME, bouncer.name, f"RESUME {topo.database}: the waiting queries "
+                   f"run on {target.name}")
+    _after_promote(draft, target)
+    for bouncer in topo.bouncers:
+        draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} lands "
+                   f"on {target.name}")
+    _next_steps(draft, topo, target, keep)
+    return draft.done(topo)
+
+
+def _interrupted_switchover(topo: Topology, target: DbNode) -> list[str]:
+    """What a switchover to the target cut short left behind: fences naming it, PAUSEs."""
+    found = [f"{n.name} fenced for it" for n in topo.nodes if n.fenced is not None
+             and n.fenced.new_primary == target.name and n.fenced.action == "switchover"]
+    # Only a switchover pauses PgBouncer: paused with no primary running is one cut short
+    # between its stop and its fence.
+    found += [f"{b.name} paused" for b in topo.bouncers
+              if any(x.paused for x in b.databases)]
+    return found
+
+
+def _switchover_without_primary(topo: Topology, opts: Options, primary: DbNode | None,
+                                target: DbNode, draft: _Draft) -> Plan:
+    """No primary to move off, or the target is it: an interrupted switchover is finished
+    as a failover would, anything else is refused."""
+    resumed = _interrupted_switchover(topo, target)
+    if resumed or (primary is target and target.is_primary):
+        plan = plan_failover(topo, replace(opts, force=False), kind="switchover")
+        return replace(plan, notes=(f"continuing an interrupted switchover to "
+                                    f"{target.name} "
+                                    f"({', '.join(resumed) or 'it is promoted'})",
+                                    *plan.notes))
+    draft.hard("no running primary: a switchover moves a healthy primary (found: "
+               + "; ".join(describe(topo)) + "); `fab db.failover` promotes a replica "
+               "when the primary is down")
+    return draft.done(topo)
+
+
+def _hand_over(draft: _Draft, topo: Topology, opts: Options, primary: DbNode,
+               target: DbNode) -> None:
+    """The switchover's core: PAUSE, stop and fence the old primary, replay, promote."""
     for bouncer in topo.bouncers:
         draft.step(Action.PAUSE, bouncer.name, f"PAUSE {topo.database}: new queries wait, "
                    f"running ones finish (at most {opts.pause_timeout:g} s; RESUME if "
@@ -394,23 +461,6 @@ def plan_switchover(topo: Topology, opts: Options) -> Plan:
                f"{primary.name}'s final checkpoint (at most {opts.replay_timeout:g} s; before "
                f"this, anything that fails puts {primary.name} back as it was)")
     draft.step(Action.PROMOTE, target.name, f"pg_promote() on {target.name}")
-    for node in keep:
-        draft.step(Action.REPOINT_REPLICA, node.name, f"primary_conninfo of {node.name} -> "
-                   f"{target.name}, reload")
-    for bouncer in topo.bouncers:
-        draft.step(Action.COMMIT_BOUNCER, bouncer.name, "swap the new pgbouncer.ini in, reload "
-                   f"(SIGHUP), confirm with SHOW DATABASES that {topo.database} -> "
-                   f"{target.name}")
-    for bouncer in topo.bouncers:
-        draft.step(Action.RESUME, bouncer.name, f"RESUME {topo.database}: the waiting queries "
-                   f"run on {target.name}")
-    draft.step(Action.AFTER_PROMOTE, target.name, f"replication slots on {target.name} for the "
-               "other db hosts; forget the primary_conninfo it streamed with; checkpoint")
-    for bouncer in topo.bouncers:
-        draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} lands "
-                   f"on {target.name}")
-    _next_steps(draft, topo, target, keep)
-    return draft.done(topo)
 
 
 def _switchover_checks(topo: Topology, primary: DbNode, target: DbNode, opts: Options,
@@ -455,45 +505,13 @@ def plan_rejoin(topo: Topology, name: str, opts: Options) -> Plan:
     """Make a former primary (or any broken node) a streaming replica of the primary again:
     pg_rewind where it can, a fresh pg_basebackup where it cannot, then lift its fence."""
     draft = _Draft("rejoin", name, opts.force)
-    primary = topo.primary
-    try:
-        node = topo.node(name)
-    except KeyError:
-        draft.hard(f"{name}: not a db host of the inventory")
+    found = _rejoin_node_and_primary(topo, name, draft)
+    if found is None:
         return draft.done(topo)
-    if primary is None:
-        draft.hard("no running primary to follow: promote one first (`fab db.failover`)")
-        return draft.done(topo)
-    if primary is node:
-        draft.hard(f"{name} is the primary; `fab db.switchover` moves it")
-        return draft.done(topo)
-    if not node.reachable:
-        draft.hard(f"{name} is unreachable: {node.error}")
-        return draft.done(topo)
-    if node.is_primary:
-        draft.soft(f"{name} runs as a primary (timeline {node.timeline}) beside {primary.name} "
-                   f"(timeline {primary.timeline}): rejoining discards whatever it wrote on "
-                   "its own")
-        if draft.refusals:
-            return draft.done(topo)
+    node, primary = found
     streaming = node.streams_from(primary) and node.known_timeline == primary.timeline
     if not streaming:
-        if node.container != "missing":
-            draft.step(Action.STOP, name, f"stop {name} (fast shutdown; also ends a restart "
-                       "loop)")
-        draft.step(Action.ENSURE_SLOT, primary.name, f"replication slot {_slot(name)} on "
-                   f"{primary.name}")
-        if opts.rebuild or not node.has_data:
-            draft.step(Action.CLONE, name, f"fresh copy of {primary.name} with pg_basebackup "
-                       "(the old data directory is kept aside)")
-        else:
-            draft.step(Action.REWIND, name, f"pg_rewind {name} onto {primary.name}'s timeline "
-                       "(a fresh pg_basebackup if pg_rewind cannot)")
-        draft.step(Action.STANDBY_CONFIG, name, "standby.signal, primary_conninfo -> "
-                   f"{primary.name} (application_name={name}), slot {_slot(name)}")
-        draft.step(Action.START, name, f"start {name}'s PostgreSQL")
-        draft.step(Action.WAIT_STREAMING, name, f"wait until {name} streams from "
-                   f"{primary.name}")
+        _rebuild_replica(draft, node, primary, opts)
     else:
         draft.notes.append(f"{name} already streams from {primary.name}")
     if node.fenced is not None:
@@ -505,13 +523,59 @@ def plan_rejoin(topo: Topology, name: str, opts: Options) -> Plan:
         draft.step(Action.WAIT_SYNC, primary.name, f"wait until {name} is a synchronous "
                    f"standby of {primary.name}")
     if draft.steps:
-        for bouncer in topo.bouncers:
-            if bouncer.reachable:
-                draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} "
-                           "commits")
+        _verify_commits(draft, topo)
     else:
         draft.notes.append("nothing to do")
     return draft.done(topo)
+
+
+def _rejoin_node_and_primary(topo: Topology, name: str,
+                             draft: _Draft) -> tuple[DbNode, DbNode] | None:
+    """The node to rejoin and the primary it will follow; None once the rejoin is refused."""
+    primary = topo.primary
+    try:
+        node = topo.node(name)
+    except KeyError:
+        draft.hard(f"{name}: not a db host of the inventory")
+        return None
+    if primary is None:
+        draft.hard("no running primary to follow: promote one first (`fab db.failover`)")
+        return None
+    if primary is node:
+        draft.hard(f"{name} is the primary; `fab db.switchover` moves it")
+        return None
+    if not node.reachable:
+        draft.hard(f"{name} is unreachable: {node.error}")
+        return None
+    if node.is_primary:
+        draft.soft(f"{name} runs as a primary (timeline {node.timeline}) beside {primary.name} "
+                   f"(timeline {primary.timeline}): rejoining discards whatever it wrote on "
+                   "its own")
+        if draft.refusals:
+            return None
+    return node, primary
+
+
+def _rebuild_replica(draft: _Draft, node: DbNode, primary: DbNode, opts: Options) -> None:
+    """A node that does not stream from the primary: stopped, rewound (or cloned where it
+    has no data or --rebuild asks), configured as a standby, started, waited for."""
+    name = node.name
+    if node.container != "missing":
+        draft.step(Action.STOP, name, f"stop {name} (fast shutdown; also ends a restart "
+                   "loop)")
+    draft.step(Action.ENSURE_SLOT, primary.name, f"replication slot {_slot(name)} on "
+               f"{primary.name}")
+    if opts.rebuild or not node.has_data:
+        draft.step(Action.CLONE, name, f"fresh copy of {primary.name} with pg_basebackup "
+                   "(the old data directory is kept aside)")
+    else:
+        draft.step(Action.REWIND, name, f"pg_rewind {name} onto {primary.name}'s timeline "
+                   "(a fresh pg_basebackup if pg_rewind cannot)")
+    draft.step(Action.STANDBY_CONFIG, name, "standby.signal, primary_conninfo -> "
+               f"{primary.name} (application_name={name}), slot {_slot(name)}")
+    draft.step(Action.START, name, f"start {name}'s PostgreSQL")
+    draft.step(Action.WAIT_STREAMING, name, f"wait until {name} streams from "
+               f"{primary.name}")
 
 
 def _slot(name: str) -> str:
@@ -530,38 +594,41 @@ def plan_degrade(topo: Topology, opts: Options, restore: bool = False) -> Plan:
     if not topo.synchronous:
         draft.hard("the inventory has synchronous: false for db: there is nothing to degrade "
                    "or restore")
-        return draft.done(topo)
-    if not restore:
-        if primary.degraded is not None and primary.sync_names == "":
-            draft.notes.append(f"{primary.name} is already degraded to async "
-                               f"{primary.degraded.describe()}")
-            return draft.done(topo)
-        draft.step(Action.DEGRADE, primary.name, f"DEGRADED marker on {primary.name}; its "
-                   "postgresql.conf with synchronous_standby_names = '' pushed and reloaded: "
-                   "commits stop waiting for a replica (and may be lost with the primary "
-                   "until one streams again)")
-        for bouncer in topo.bouncers:
-            if bouncer.reachable:
-                draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} "
-                           "commits")
-        return draft.done(topo)
+    elif restore:
+        _restore_sync(draft, topo, primary)
+    else:
+        _degrade_sync(draft, topo, primary)
+    return draft.done(topo)
+
+
+def _degrade_sync(draft: _Draft, topo: Topology, primary: DbNode) -> None:
+    """Synchronous replication off, unless the primary is degraded already."""
+    if primary.degraded is not None and primary.sync_names == "":
+        draft.notes.append(f"{primary.name} is already degraded to async "
+                           f"{primary.degraded.describe()}")
+        return
+    draft.step(Action.DEGRADE, primary.name, f"DEGRADED marker on {primary.name}; its "
+               "postgresql.conf with synchronous_standby_names = '' pushed and reloaded: "
+               "commits stop waiting for a replica (and may be lost with the primary "
+               "until one streams again)")
+    _verify_commits(draft, topo)
+
+
+def _restore_sync(draft: _Draft, topo: Topology, primary: DbNode) -> None:
+    """Synchronous replication back on; with no replica streaming only under --force."""
     streaming = [n for n in topo.replicas if n.streams_from(primary)]
     if not streaming:
         draft.soft(f"no replica streams from {primary.name}: with synchronous replication on, "
                    "every commit would wait")
         if draft.refusals:
-            return draft.done(topo)
+            return
     if primary.degraded is None and primary.sync_names:
         draft.notes.append(f"synchronous replication is already on on {primary.name} "
                            f"({primary.sync_names})")
-        return draft.done(topo)
+        return
     draft.step(Action.RESTORE_SYNC, primary.name, "DEGRADED marker removed; postgresql.conf "
                "with synchronous replication pushed to the db hosts and reloaded")
     if streaming:
         draft.step(Action.WAIT_SYNC, primary.name, f"wait until {streaming[0].name} is a "
                    f"synchronous standby of {primary.name}")
-    for bouncer in topo.bouncers:
-        if bouncer.reachable:
-            draft.step(Action.VERIFY_WRITE, bouncer.name, f"a write through {bouncer.name} "
-                       "commits")
-    return draft.done(topo)
+    _verify_commits(draft, topo)

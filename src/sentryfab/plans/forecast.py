@@ -185,6 +185,7 @@ class Outlook:
     measured_rate: float | None
     retention_days: int
     missing: list[str] = field(default_factory=list)  # figures it had to do without
+    repository: Any = None  # plans.repository.RepoForecast with a backup host
 
     @property
     def first_disk(self) -> DiskForecast | None:
@@ -342,7 +343,8 @@ def queue_note(inv: Inventory, deficit: float, capacity: float) -> str:
 
 
 def outlook(inv: Inventory, facts: dict[str, HostFacts], db: dict[str, DbFacts],
-            figures: dict[str, TierFigure], missing: Iterable[str] = ()) -> Outlook:
+            figures: dict[str, TierFigure], missing: Iterable[str] = (),
+            repo_facts: Any = None) -> Outlook:
     """Everything `fab capacity` shows. The rate is the declared events_per_second, else the
     one measured on the db hosts; a db host without facts is planned from declared ones."""
     declared, measured = planned_rate(inv), measured_rate(db.values())
@@ -354,8 +356,21 @@ def outlook(inv: Inventory, facts: dict[str, HostFacts], db: dict[str, DbFacts],
              for h in inv.with_role("db")]
     tiers, lacking = throughput(inv, rate, figures)
     report.lines += [d.line() for d in disks] + tiers
+    repo = _repository(inv, disks, repo_facts)
+    if repo is not None:
+        report.lines.append(repo.line())
     return Outlook(report, disks, tiers, rate, source, measured, retention,
-                   [*missing, *lacking])
+                   [*missing, *lacking], repo)
+
+
+def _repository(inv: Inventory, disks: list[DiskForecast], facts: Any):
+    """The backup repository's forecast, from the largest db host's (None: no backup host)."""
+    from . import repository
+
+    hosts = inv.with_role("backup")
+    if not hosts or not disks:
+        return None
+    return repository.forecast(inv, hosts[0], max(disks, key=lambda d: d.need), facts)
 
 
 def _size(inv: Inventory, host: Host, s: dict[str, Any], key: str, default: int) -> int:

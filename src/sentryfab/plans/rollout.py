@@ -10,14 +10,16 @@ from ..errors import UsageError
 
 T = TypeVar("T")
 
-#: The whole cluster from nothing, in dependency order (migrations run before web).
+#: The whole cluster from nothing, in dependency order (migrations run before web; the
+#: backup repository right after the database, whose stanza it creates).
 DEPLOY_ORDER: tuple[str, ...] = (
-    "db", "pgbouncer", "redis-cache", "redis-queue", "migrate", "web", "worker", "cron", "nginx",
+    "db", "backup", "pgbouncer", "redis-cache", "redis-queue", "migrate", "web", "worker",
+    "cron", "nginx",
 )
 
 #: Roles whose hosts are changed one at a time whatever --batch says: each is a single
 #: point of service (a Redis, a database, the only cron), so never two at once.
-ONE_AT_A_TIME = ("db", "redis-cache", "redis-queue", "pgbouncer", "cron", "nginx")
+ONE_AT_A_TIME = ("db", "backup", "redis-cache", "redis-queue", "pgbouncer", "cron", "nginx")
 
 
 def batch_size(spec: str | int | None, total: int) -> int:

@@ -11,6 +11,7 @@ from ..inventory import Inventory
 from ..plans import forecast
 from ..plans.capacity import CapacityReport, HostFacts, declared_facts, plan
 from ..plans.forecast import EVENT_TABLES, DbFacts, Outlook
+from ..plans.repository import RepoFacts
 from ..remote import Runner
 from ..shell import and_then, join
 from ..status.facts.host import Df
@@ -145,7 +146,34 @@ def outlook(inv: Inventory, runner: Runner | None, window: float = WINDOW_SECOND
     if runner is None:
         return forecast.outlook(inv, {}, {}, figures)
     db, problems = db_facts(runner, inv, window)
-    return forecast.outlook(inv, host_facts(runner, inv), db, figures, problems)
+    repo, more = repo_facts(runner, inv)
+    return forecast.outlook(inv, host_facts(runner, inv), db, figures, [*problems, *more],
+                            repo)
+
+
+def repo_facts(runner: Runner, inv: Inventory) -> tuple[RepoFacts | None, list[str]]:
+    """The repository host's free disk, the repository's size and the latest full backup's
+    compression; (None, why) when not read (the forecast then uses declared figures)."""
+    from ..configs import backup as b
+    from ..containers import pgbackrest
+
+    host = b.backup_host(inv)
+    if host is None:
+        return None, []
+    command = (f"df -B1 --output=avail {b.BACKUP_ROOT} | tail -n 1; "
+               f"du -sb {b.REPO_PATH} | cut -f1; {pgbackrest.info()}")
+    [r] = runner.run([host], command, timeout=120)
+    lines = r.stdout.splitlines()
+    try:
+        if not r.ok or len(lines) < 3:
+            raise ValueError(r.error or (r.stderr.strip().splitlines() or ["no output"])[-1])
+        repo = pgbackrest.parse_info("\n".join(lines[2:]))
+        full = max((x for x in repo.backups if x.kind == "full"), key=lambda x: x.stopped,
+                   default=None)
+        ratio = full.repo_size / full.size if full and full.size else None
+        return RepoFacts(int(lines[0]), int(lines[1]), ratio), []
+    except (ValueError, KeyError, TypeError) as e:
+        return None, [f"{host.name}: repository not read ({e}): declared figures used"]
 
 
 def preflight(inv: Inventory, runner: Runner | None, what: str) -> CapacityReport:

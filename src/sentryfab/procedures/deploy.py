@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 
 from ..configs import commands as cfg
 from ..configs.apply import config_digest, reload_command
-from ..configs.catalog import ROLE_FILES, remote_path
+from ..configs.catalog import ROLE_FILES, files_for, remote_path
 from ..configs.context import ClusterState, settings, web_ports
 from ..configs.render import Rendered, render_all, scram_sha256
-from ..containers import docker, health, postgres, releases
+from ..containers import docker, health, pgbackrest, postgres, releases
 from ..containers.spec import ContainerSpec, prepare_dirs, specs_for
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
@@ -193,11 +193,11 @@ class Deployer:
             return HostOutcome(host.name, None, None, State.FAILED,
                                "no earlier release recorded on this host")
         current, previous = found
-        config_push.restore_files(s, [remote_path(role, f) for f in ROLE_FILES.get(role, ())],
-                                  when)
+        files = files_for(role, self.inv.roles_present()) if role in ROLE_FILES else ()
+        config_push.restore_files(s, [remote_path(role, f) for f in files], when)
         # The label of the release rolled back to: from the files as they now are.
         contents = [(f, s.run(quiet(join(["cat", remote_path(role, f)]))).stdout)
-                    for f in ROLE_FILES.get(role, ())]
+                    for f in files]
         before = docker.parse_ps(s.run(docker.ps(role), check=True).stdout)
         specs = specs_for(self.inv, host, role, version=previous,
                           config_hash=config_digest(contents), count=len(before) or None)
@@ -288,6 +288,8 @@ class Deployer:
             s.run(chain(docker.stop(extra), docker.remove(extra)))
         if role == "db" and host.name == self.state.primary:
             self._bootstrap_primary(s, want[0])
+        if role == "backup":  # idempotent; the database hosts' archiving works from here on
+            s.run(pgbackrest.stanza_create(), check=True, timeout=300)
         gate = self._health_gate(s, role, want)
         old = running_version(before)
         if gate.ok:
@@ -449,9 +451,23 @@ class Deployer:
                                            self.secrets.get("replication_password")),
               check=True, timeout=600)
 
-    def _bootstrap_primary(self, s: HostSession, spec: ContainerSpec) -> None:
+    def start_primary(self, s: HostSession, timeout: float) -> list[ContainerSpec]:
+        """After a restore: the db files and containers exactly as a deploy has them, up as
+        the primary (recovery may first replay much WAL: up to `timeout` seconds), then
+        users and replication slots again (a backup holds no slot)."""
+        files = self.render([s.host], "db")[s.host.name]
+        config_push.push_host(s, self.inv, files, self.secrets, config_push.stamp())
+        want = self.wanted(s.host, "db", files, None)
+        s.run(docker.ensure_image(want[0].image), check=True, timeout=600)
+        for spec in want:
+            s.run(docker.replace(spec), check=True)
+        self._bootstrap_primary(s, want[0], timeout=timeout)
+        return want
+
+    def _bootstrap_primary(self, s: HostSession, spec: ContainerSpec, *,
+                           timeout: float | None = None) -> None:
         """Users, database and replication slots (idempotent SQL, run on every deploy)."""
-        self._health_gate(s, "db", [spec], timeout=self.health_timeout, check=True)
+        self._health_gate(s, "db", [spec], timeout=timeout or self.health_timeout, check=True)
         replicas = [h.name for h in self.inv.with_role("db") if h.name != s.host.name]
         sql = postgres.bootstrap_sql(
             self.secrets.register(scram_sha256(self.secrets.get("db_password"), "sentry")),

@@ -124,64 +124,18 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
     start = time.monotonic()
     deadline = start + timeout if timeout else None
     transport = conn.client.get_transport()
-    if transport is None or not transport.is_active():
-        raise StoppedAnswering("connection lost")
-    try:
-        chan = transport.open_session(timeout=channel_timeout)
-    except (paramiko.SSHException, EOFError, OSError) as e:
-        raise StoppedAnswering(f"no SSH channel opened within {channel_timeout:g} s ({e})"
-                               if "Timeout" in str(e) else f"connection lost ({e})") from None
+    chan = _open_channel(transport, channel_timeout)
     out, err = bytearray(), bytearray()
     lines = _LineSplitter(on_line) if on_line else None
-    error: str | None = None
-    status_at: float | None = None
     try:
         chan.exec_command(command)
         if stdin is not None:
             chan.sendall(stdin)
         chan.shutdown_write()
-        while True:
-            while chan.recv_ready():
-                chunk = chan.recv(65536)
-                out += chunk
-                if lines:
-                    lines.feed("stdout", chunk)
-            while chan.recv_stderr_ready():
-                chunk = chan.recv_stderr(65536)
-                err += chunk
-                if lines:
-                    lines.feed("stderr", chunk)
-            # sshd sends exit-status when the process exits, which can be before it has read
-            # the last output from the process's pipes: the output is complete at EOF. A
-            # background child that keeps the pipe open would hold EOF back for as long as
-            # it lives, so after the status EOF gets a short grace period (as `ssh` would
-            # hang, we stop waiting and keep what arrived).
-            if chan.exit_status_ready() and not chan.recv_ready() \
-                    and not chan.recv_stderr_ready():
-                if chan.eof_received or chan.closed:
-                    break
-                if status_at is None:
-                    status_at = time.monotonic()
-                elif time.monotonic() - status_at > EOF_GRACE:
-                    break
-            if chan.closed and not transport.is_active():
-                raise StoppedAnswering(f"connection lost after {time.monotonic() - start:.0f} s "
-                                       "of the command")
-            wait = 0.5 if status_at is None else 0.05
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    error = f"timed out after {timeout:g} s"
-                    break
-                wait = min(wait, left)
-            select.select([chan], [], [], wait)
+        error = _read_until_done(chan, transport, out, err, lines, start, deadline, timeout)
         if lines:
             lines.flush()
-        code = None if error else chan.recv_exit_status()
-        if code == -1:  # paramiko's value for "closed without an exit status"
-            if not transport.is_active():
-                raise StoppedAnswering("connection closed before the command finished")
-            code, error = None, "connection closed before the command finished"
+        code, error = _exit_code(chan, transport, error)
     finally:
         chan.close()
     return CommandOutput(
@@ -192,6 +146,80 @@ def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
         seconds=time.monotonic() - start,
         error=error,
     )
+
+
+def _open_channel(transport: paramiko.Transport | None,
+                  channel_timeout: float) -> paramiko.Channel:
+    """A new session channel; StoppedAnswering if the connection is gone or none opens in
+    `channel_timeout` s."""
+    if transport is None or not transport.is_active():
+        raise StoppedAnswering("connection lost")
+    try:
+        return transport.open_session(timeout=channel_timeout)
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise StoppedAnswering(f"no SSH channel opened within {channel_timeout:g} s ({e})"
+                               if "Timeout" in str(e) else f"connection lost ({e})") from None
+
+
+def _read_until_done(chan: paramiko.Channel, transport: paramiko.Transport, out: bytearray,
+                     err: bytearray, lines: _LineSplitter | None, start: float,
+                     deadline: float | None, timeout: float | None) -> str | None:
+    """Read the command's output into `out` and `err` until it is complete, or until the
+    deadline: None when complete, else the timeout's error. StoppedAnswering if the
+    connection dies under the command."""
+    status_at: float | None = None
+    while True:
+        _read_ready(chan, out, err, lines)
+        # sshd sends exit-status when the process exits, which can be before it has read
+        # the last output from the process's pipes: the output is complete at EOF. A
+        # background child that keeps the pipe open would hold EOF back for as long as
+        # it lives, so after the status EOF gets a short grace period (as `ssh` would
+        # hang, we stop waiting and keep what arrived).
+        if chan.exit_status_ready() and not chan.recv_ready() \
+                and not chan.recv_stderr_ready():
+            if chan.eof_received or chan.closed:
+                return None
+            if status_at is None:
+                status_at = time.monotonic()
+            elif time.monotonic() - status_at > EOF_GRACE:
+                return None
+        if chan.closed and not transport.is_active():
+            raise StoppedAnswering(f"connection lost after {time.monotonic() - start:.0f} s "
+                                   "of the command")
+        wait = 0.5 if status_at is None else 0.05
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return f"timed out after {timeout:g} s"
+            wait = min(wait, left)
+        select.select([chan], [], [], wait)
+
+
+def _read_ready(chan: paramiko.Channel, out: bytearray, err: bytearray,
+                lines: _LineSplitter | None) -> None:
+    """Whatever output has arrived: all of stdout's, then all of stderr's."""
+    while chan.recv_ready():
+        chunk = chan.recv(65536)
+        out += chunk
+        if lines:
+            lines.feed("stdout", chunk)
+    while chan.recv_stderr_ready():
+        chunk = chan.recv_stderr(65536)
+        err += chunk
+        if lines:
+            lines.feed("stderr", chunk)
+
+
+def _exit_code(chan: paramiko.Channel, transport: paramiko.Transport,
+               error: str | None) -> tuple[int | None, str | None]:
+    """The exit code (None after a timeout) and the error to report. A channel closed with
+    no exit status is the connection's loss if the transport died too, else the command's."""
+    code = None if error else chan.recv_exit_status()
+    if code == -1:  # paramiko's value for "closed without an exit status"
+        if not transport.is_active():
+            raise StoppedAnswering("connection closed before the command finished")
+        code, error = None, "connection closed before the command finished"
+    return code, error
 
 
 class _LineSplitter:

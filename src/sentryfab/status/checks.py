@@ -12,10 +12,11 @@ from typing import Any
 
 from .. import become
 from ..configs.context import SENTRY_DB, settings, web_ports
-from ..containers import cleanup
-from ..containers.spec import specs_for
+from ..containers import cleanup, pgbackrest
+from ..containers.spec import ContainerSpec, specs_for
 from ..inventory import Host, Inventory
 from . import ingestion
+from .facts.backup import ArchiveStatus, BackupRecord
 from .facts.base import FACT_TIMEOUT
 from .facts.cleanup import Cleanup
 from .facts.db import Db
@@ -30,7 +31,7 @@ from .facts.web import Probe, WebHealth, health_url
 from .metrics import Key, ingest_cause_key, ingest_class_key
 from .model import HostStatus, Problem, Severity, Value
 from .pipeline import PAYLOAD_POLICY, PAYLOAD_TTL_S, holds_payloads
-from .script import Output, split
+from .script import Output, Section, split
 from .thresholds import Levels, duration, evaluate, fmt, human_bytes, levels, severity_of
 
 #: A sample: what the next round compares with (restart counts, counters, queue length).
@@ -86,6 +87,9 @@ def evaluate_host(inv: Inventory, host: Host, answer: Answer, prev: Sample | Non
             _redis(st, inv, role, out, lv, prev, sample, now)
         elif role == "db":
             _db(st, out, lv)
+            _archive(st, out, lv)
+        elif role == "backup":
+            _backup(st, out, lv, now)
         elif role == "pgbouncer":
             _pgbouncer(st, out, lv, prev, sample, now)
     _lock(st, out)
@@ -145,8 +149,23 @@ _DISK_KEYS = {DATA_PATHS[0]: (Key.DATA_DISK_PCT, Key.DATA_DISK_FREE),
 
 
 def _host(st: HostStatus, out: Output, answer: Answer, lv: dict[str, Levels]) -> None:
+    """The machine itself: the exchange's timings, load, memory, open files, disks."""
     metrics: dict[str, Value] = st.metrics.setdefault("host", {})
     metrics[Key.REACHABLE] = 1
+    _timings(st, metrics, out, answer, lv)
+    _load(st, metrics, out, lv)
+    _memory(st, metrics, out, lv)
+    _open_files(st, metrics, out, lv)
+    _disks(st, metrics, out, lv)
+    missing = [kind.name for kind in (Loadavg, Meminfo, FileNr, Df) if out.get(kind.name) is None]
+    if missing and out.complete:
+        st.add(Problem("warning", f"no answer for {', '.join(missing)}"))
+
+
+def _timings(st: HostStatus, metrics: dict[str, Value], out: Output, answer: Answer,
+             lv: dict[str, Levels]) -> None:
+    """SSH's share of the round trip (what the script did not spend), the script's, and
+    the connection's when this round opened it."""
     remote = out.remote_seconds
     if remote is not None:
         metrics[Key.SSH_MS] = round(max(answer.round_trip - remote, 0.0) * 1000, 1)
@@ -154,6 +173,11 @@ def _host(st: HostStatus, out: Output, answer: Answer, lv: dict[str, Levels]) ->
         st.add(evaluate(Key.SSH_MS, metrics[Key.SSH_MS], lv))
     if answer.connect_seconds is not None:
         metrics[Key.CONNECT_MS] = round(answer.connect_seconds * 1000, 1)
+
+
+def _load(st: HostStatus, metrics: dict[str, Value], out: Output,
+          lv: dict[str, Levels]) -> None:
+    """Load averages and CPUs; the 5-minute load per CPU against its levels."""
     sec = out.get(Loadavg.name)
     load = Loadavg.parse(sec.lines) if sec else None
     sec = out.get(Nproc.name)
@@ -167,6 +191,11 @@ def _host(st: HostStatus, out: Output, answer: Answer, lv: dict[str, Levels]) ->
         metrics[Key.LOAD_PER_CPU] = round(load[1] / cpus, 2)
         st.add(evaluate(Key.LOAD_PER_CPU, metrics[Key.LOAD_PER_CPU], lv,
                         f"load per CPU (5 min, {cpus} CPUs)"))
+
+
+def _memory(st: HostStatus, metrics: dict[str, Value], out: Output,
+            lv: dict[str, Levels]) -> None:
+    """Memory in use (total less available) against its levels."""
     sec = out.get(Meminfo.name)
     mem = Meminfo.parse(sec.lines) if sec else None
     if mem:
@@ -174,12 +203,22 @@ def _host(st: HostStatus, out: Output, answer: Answer, lv: dict[str, Levels]) ->
         metrics[Key.MEM_TOTAL], metrics[Key.MEM_AVAILABLE] = total, avail
         metrics[Key.MEM_PCT] = round(100.0 * (total - avail) / total, 1) if total else None
         st.add(evaluate(Key.MEM_PCT, metrics[Key.MEM_PCT], lv))
+
+
+def _open_files(st: HostStatus, metrics: dict[str, Value], out: Output,
+                lv: dict[str, Levels]) -> None:
+    """System-wide open files against the kernel's limit."""
     sec = out.get(FileNr.name)
     fds = FileNr.parse(sec.lines) if sec else None
     if fds:
         metrics[Key.FDS_OPEN], metrics[Key.FDS_MAX] = fds
         metrics[Key.FDS_PCT] = round(100.0 * fds[0] / fds[1], 2) if fds[1] else None
         st.add(evaluate(Key.FDS_PCT, metrics[Key.FDS_PCT], lv, "open files (system-wide)"))
+
+
+def _disks(st: HostStatus, metrics: dict[str, Value], out: Output,
+           lv: dict[str, Levels]) -> None:
+    """The watched paths' use as metrics; one problem per filesystem."""
     sec = out.get(Df.name)
     disks = Df.parse(sec.lines) if sec else []
     for disk in disks:
@@ -197,21 +236,16 @@ def _host(st: HostStatus, out: Output, answer: Answer, lv: dict[str, Levels]) ->
         if problem is not None:
             st.add(replace(problem, message=f"{problem.message}, "
                                             f"{human_bytes(group[0].available)} free"))
-    missing = [kind.name for kind in (Loadavg, Meminfo, FileNr, Df) if out.get(kind.name) is None]
-    if missing and out.complete:
-        st.add(Problem("warning", f"no answer for {', '.join(missing)}"))
 
 
 # -- containers --------------------------------------------------------------------------------
 
 def _containers(st: HostStatus, inv: Inventory, out: Output, prev: Sample,
                 sample: Sample) -> None:
+    """The containers the host's roles should run, against those Docker lists."""
     sec = out.get(Docker.name)
     if sec is None or not sec.ok:
-        why = sec.error() if sec else "no answer"
-        if why.startswith("curl: (7)"):  # the API's socket is there, nothing listens on it
-            why = "cannot connect to /var/run/docker.sock (is dockerd running?)"
-        st.add(Problem("critical", f"Docker engine not answering: {why}"))
+        st.add(Problem("critical", f"Docker engine not answering: {_docker_error(sec)}"))
         return
     found = Docker.parse(sec.lines)
     st.facts["containers"] = found
@@ -223,39 +257,66 @@ def _containers(st: HostStatus, inv: Inventory, out: Output, prev: Sample,
     versions: dict[str, list[str]] = {}
     for role in st.host.roles:
         specs = specs_for(inv, st.host, role)
-        lv = levels(inv, st.host, role)
-        metrics = st.metrics.setdefault(role, {})
-        running = 0
-        restarts: int | None = None
-        for spec in specs:
-            expected.add(spec.name)
-            container = by_name.get(spec.name)
-            if container is None:
-                st.add(Problem("critical", f"{spec.name} missing (no such container)",
-                               scope=role))
-                continue
-            if not container.running:
-                why = f"exit code {container.exit_code}" + (
-                    ", out of memory" if container.oom_killed else "")
-                st.add(Problem("critical", f"{container.name} {container.state} ({why})",
-                               scope=role))
-            else:
-                running += 1
-            delta = _restarts_since(container, before.get(container.name))
-            if delta is not None:
-                restarts = (restarts or 0) + delta
-                label = f"{container.name} restarts since last check"
-                problem = evaluate(Key.RESTARTS, delta, lv, label)
-                if problem is not None and container.oom_killed:
-                    problem = replace(problem, message=problem.message
-                                      + ", last one out of memory")
-                st.add(_scoped(problem, role))
-        metrics[Key.CONTAINERS] = len(specs)
-        metrics[Key.CONTAINERS_RUNNING] = running
-        metrics[Key.RESTARTS] = restarts
+        expected.update(spec.name for spec in specs)
+        _role_containers(st, inv, role, specs, by_name, before)
         versions[role] = sorted({container.version for container in found
                                  if container.role == role and container.running})
     st.facts["versions"] = versions
+    _unexpected_containers(st, found, expected)
+
+
+def _docker_error(sec: Section | None) -> str:
+    """Why Docker's API gave no container list, in words an operator acts on."""
+    why = sec.error() if sec else "no answer"
+    if why.startswith("curl: (7)"):  # the API's socket is there, nothing listens on it
+        why = "cannot connect to /var/run/docker.sock (is dockerd running?)"
+    return why
+
+
+def _role_containers(st: HostStatus, inv: Inventory, role: str, specs: list[ContainerSpec],
+                     by_name: dict[str, Container], before: dict[str, list]) -> None:
+    """One role's containers: each missing or stopped one a problem, restarts since the
+    last sample against the levels; how many there are, run and restarted as metrics."""
+    lv = levels(inv, st.host, role)
+    metrics = st.metrics.setdefault(role, {})
+    running = 0
+    restarts: int | None = None
+    for spec in specs:
+        container = by_name.get(spec.name)
+        if container is None:
+            st.add(Problem("critical", f"{spec.name} missing (no such container)",
+                           scope=role))
+            continue
+        if not container.running:
+            why = f"exit code {container.exit_code}" + (
+                ", out of memory" if container.oom_killed else "")
+            st.add(Problem("critical", f"{container.name} {container.state} ({why})",
+                           scope=role))
+        else:
+            running += 1
+        delta = _restarts_since(container, before.get(container.name))
+        if delta is not None:
+            restarts = (restarts or 0) + delta
+            st.add(_scoped(_restart_problem(container, delta, lv), role))
+    metrics[Key.CONTAINERS] = len(specs)
+    metrics[Key.CONTAINERS_RUNNING] = running
+    metrics[Key.RESTARTS] = restarts
+
+
+def _restart_problem(container: Container, delta: int, lv: dict[str, Levels]
+                     ) -> Problem | None:
+    """Restarts since the last sample against the levels, saying so when the last one
+    was the kernel's out-of-memory kill."""
+    label = f"{container.name} restarts since last check"
+    problem = evaluate(Key.RESTARTS, delta, lv, label)
+    if problem is not None and container.oom_killed:
+        problem = replace(problem, message=problem.message + ", last one out of memory")
+    return problem
+
+
+def _unexpected_containers(st: HostStatus, found: list[Container], expected: set[str]) -> None:
+    """Containers no role of the host's inventory entry accounts for: a stopped one is a
+    note, a running one a problem."""
     for container in found:
         if container.name in expected:
             continue
@@ -485,6 +546,8 @@ def _cleanup(st: HostStatus, inv: Inventory, out: Output, lv: dict[str, Levels],
 
 def _redis(st: HostStatus, inv: Inventory, role: str, out: Output,
            lv: dict[str, Levels], prev: Sample, sample: Sample, now: float) -> None:
+    """A Redis: master or not, memory, clients, rejected connections, evictions,
+    persistence; and the queue's length and backlog on the queue Redis."""
     metrics = st.metrics.setdefault(role, {})
     sec = out.get(Redis.name_for(role))
     facts = Redis.parse(sec.lines) if sec else None
@@ -501,6 +564,25 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: Output,
     if info.get("role") != "master":
         st.add(Problem("critical", f"Redis is a {info.get('role', '?')}, not a master "
                                    "(it refuses writes)", scope=role))
+    _redis_memory(st, role, facts, lv, metrics, payload)
+    _redis_clients(st, inv, role, facts, lv, metrics)
+    metrics[Key.OPS_PER_S] = facts.num("instantaneous_ops_per_sec")
+    before = prev.get("redis", {}).get(role, {})
+    now_sample: dict[str, Any] = {}
+    _rejected(st, role, facts, lv, metrics, before, now_sample)
+    _evictions(st, role, facts, lv, metrics, before, now_sample, payload)
+    _persistence(st, role, info)
+    if role == "redis-queue":
+        # Ages on the host's clock: start_time is a web host's, and the cluster's hosts
+        # agree on the time more surely than they agree with the operator's laptop.
+        host_now = out.ended_ns / 1e9 if out.ended_ns is not None else now
+        _queue(st, facts, lv, metrics, before, now_sample, prev.get("t"), now, host_now)
+    sample.setdefault("redis", {})[role] = now_sample
+
+
+def _redis_memory(st: HostStatus, role: str, facts: RedisFacts, lv: dict[str, Levels],
+                  metrics: dict[str, Value], payload: bool) -> None:
+    """Memory against maxmemory; on a Redis holding payloads, its eviction policy too."""
     used, maxmem = facts.num("used_memory"), facts.num("maxmemory")
     metrics[Key.USED_MEMORY], metrics[Key.MAXMEMORY] = used, maxmem
     metrics[Key.MEMORY_PCT] = round(100 * used / maxmem, 2) \
@@ -515,7 +597,12 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: Output,
                               + ": when full, web refuses new events")
         st.add(_scoped(problem, role))
     if payload:
-        _payload_policy(st, role, info, maxmem)
+        _payload_policy(st, role, facts.info, maxmem)
+
+
+def _redis_clients(st: HostStatus, inv: Inventory, role: str, facts: RedisFacts,
+                   lv: dict[str, Levels], metrics: dict[str, Value]) -> None:
+    """Connected clients against maxclients (the inventory's when Redis does not say)."""
     clients = facts.num("connected_clients")
     maxclients = facts.num("maxclients") or float(settings(inv, role, st.host)["maxclients"])
     metrics[Key.CONNECTED_CLIENTS], metrics[Key.MAXCLIENTS] = clients, maxclients
@@ -525,9 +612,11 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: Output,
                             f"clients ({clients:.0f} of maxclients {maxclients:.0f})"
                             if clients is not None else None), role))
     metrics[Key.BLOCKED_CLIENTS] = facts.num("blocked_clients")
-    metrics[Key.OPS_PER_S] = facts.num("instantaneous_ops_per_sec")
-    before = prev.get("redis", {}).get(role, {})
-    now_sample: dict[str, Any] = {}
+
+
+def _rejected(st: HostStatus, role: str, facts: RedisFacts, lv: dict[str, Levels],
+              metrics: dict[str, Value], before: dict, now_sample: dict) -> None:
+    """Connections refused at maxclients: the count, and those since the last sample."""
     rejected = facts.num("rejected_connections")
     metrics[Key.REJECTED_CONNECTIONS] = rejected
     now_sample["rejected"] = rejected
@@ -535,7 +624,10 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: Output,
         delta = max(rejected - before["rejected"], 0)
         metrics[Key.REJECTED_SINCE_LAST] = delta
         st.add(_scoped(evaluate(Key.REJECTED_CONNECTIONS, delta, lv), role))
-    _evictions(st, role, facts, lv, metrics, before, now_sample, payload)
+
+
+def _persistence(st: HostStatus, role: str, info: dict[str, str]) -> None:
+    """A failed snapshot or append-only write, and a data set still loading."""
     for key, label in (("rdb_last_bgsave_status", "last snapshot"),
                        ("aof_last_write_status", "last append-only file write")):
         if info.get(key, "ok") != "ok":
@@ -544,12 +636,6 @@ def _redis(st: HostStatus, inv: Inventory, role: str, out: Output,
             st.add(Problem(sev, f"{label} failed ({key}:{info[key]})", scope=role))
     if info.get("loading") == "1":
         st.add(Problem("warning", "loading its data set from disk", scope=role))
-    if role == "redis-queue":
-        # Ages on the host's clock: start_time is a web host's, and the cluster's hosts
-        # agree on the time more surely than they agree with the operator's laptop.
-        host_now = out.ended_ns / 1e9 if out.ended_ns is not None else now
-        _queue(st, facts, lv, metrics, before, now_sample, prev.get("t"), now, host_now)
-    sample.setdefault("redis", {})[role] = now_sample
 
 
 def _payload_policy(st: HostStatus, role: str, info: dict[str, str],
@@ -664,6 +750,68 @@ def _db(st: HostStatus, out: Output, lv: dict[str, Levels]) -> None:
             held = f", holding {human_bytes(slot.retained_bytes)} of WAL" \
                 if slot.retained_bytes is not None else ""
             st.notes.append(f"replication slot {slot.name} inactive{held}")
+
+
+def _archive(st: HostStatus, out: Output, lv: dict[str, Levels]) -> None:
+    """WAL waiting for the archive (a cluster with a backup host): the oldest one's age is
+    what a restore could not reach if this host were lost now."""
+    sec = out.get(ArchiveStatus.name)
+    found = ArchiveStatus.parse(sec.lines) if sec is not None else None
+    if found is None:
+        return
+    waiting, lag = found
+    metrics = st.metrics.setdefault("db", {})
+    metrics[Key.ARCHIVE_WAITING], metrics[Key.ARCHIVE_LAG_S] = waiting, lag
+    problem = evaluate(Key.ARCHIVE_LAG_S, lag if waiting else 0, lv)
+    if problem is not None:
+        st.add(replace(problem, scope="db", message=(
+            f"{problem.message}: {waiting} WAL segment(s) not archived; a restore cannot "
+            "reach past them (see the db container's log for archive-push errors)")))
+
+
+# -- backups -----------------------------------------------------------------------------------
+
+def _backup(st: HostStatus, out: Output, lv: dict[str, Levels], now: float) -> None:
+    """The repository host: the last good backup's age, the last drill's result and age."""
+    sec = out.get(BackupRecord.name)
+    if sec is None:
+        return
+    facts = BackupRecord.parse(sec.lines)
+    st.facts["backup"] = facts
+    metrics = st.metrics.setdefault("backup", {})
+    good, drill = facts.last_good_backup(), facts.last_drill()
+    since = good.ended if good else facts.scheduled_since
+    metrics[Key.BACKUP_HOURS_SINCE_GOOD] = round((now - since) / 3600, 1) if since else None
+    drill_since = drill.started if drill else facts.scheduled_since
+    metrics[Key.DRILL_HOURS_SINCE_RUN] = round((now - drill_since) / 3600, 1) \
+        if drill_since else None
+    metrics[Key.DRILL_FAILED] = None if drill is None else int(not drill.ok)
+    st.notes.append("backups: " + (f"last good {good.kind[7:]} backup ended "
+                                   f"{fmt((now - good.ended) / 3600, 'hours_ago')}"
+                                   if good else "no good backup yet")
+                    + "; drill: " + _drill_note(facts, now))
+    if good is None and facts.scheduled_since is None:
+        st.add(Problem("warning", "no backup has been taken and none is scheduled (no record "
+                                  "of the scheduler starting): run 'fab db.backup --type full'",
+                       scope="backup"))
+    for metric, fix in ((Key.BACKUP_HOURS_SINCE_GOOD, "run 'fab db.backup'"),
+                        (Key.DRILL_HOURS_SINCE_RUN, "run 'fab db.drill'"),
+                        (Key.DRILL_FAILED, "see 'fab db.drill' and "
+                                           f"{pgbackrest.DRILL_FILE} on {st.host.name}")):
+        problem = evaluate(metric, metrics[metric], lv)
+        if problem is not None:
+            st.add(replace(problem, scope="backup", message=f"{problem.message}: {fix}"))
+
+
+def _drill_note(facts: pgbackrest.BackupFacts, now: float) -> str:
+    drill = facts.last_drill()
+    if drill is None:
+        return "none yet"
+    result = facts.drill
+    how = "ok" if drill.ok else f"FAILED ({result.problem if result else 'no record'})"
+    extra = (f", restored in {result.restore_seconds} s" if result and result.ok and
+             result.restore_seconds is not None else "")
+    return f"{fmt((now - drill.started) / 3600, 'hours_ago')}, {how}{extra}"
 
 
 # -- PgBouncer ---------------------------------------------------------------------------------

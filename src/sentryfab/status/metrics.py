@@ -84,6 +84,12 @@ class Key(StrEnum):
     # cron: the retention cleanup
     CLEANUP_HOURS_SINCE_RUN = "cleanup_hours_since_run"
     CLEANUP_FAILED_IN_A_ROW = "cleanup_failed_in_a_row"
+    # backup: the repository's last good backup and drill; db: the WAL archive's lag
+    BACKUP_HOURS_SINCE_GOOD = "backup_hours_since_good"
+    DRILL_HOURS_SINCE_RUN = "drill_hours_since_run"
+    DRILL_FAILED = "drill_failed"
+    ARCHIVE_WAITING = "archive_waiting"
+    ARCHIVE_LAG_S = "archive_lag_s"
     # Redis
     HOLDS_PAYLOADS = "holds_payloads"
     USED_MEMORY = "used_memory"
@@ -209,6 +215,11 @@ METRICS: dict[Key, Metric] = {
                                          "count"),
     Key.CLEANUP_HOURS_SINCE_RUN: _levelled("retention cleanup last ran", "hours_ago"),
     Key.CLEANUP_FAILED_IN_A_ROW: _levelled("retention cleanup runs failed in a row", "count"),
+    Key.BACKUP_HOURS_SINCE_GOOD: _levelled("last good backup ended", "hours_ago"),
+    Key.DRILL_HOURS_SINCE_RUN: _levelled("last restore drill ran", "hours_ago"),
+    Key.DRILL_FAILED: _levelled("last restore drill failed (1) or not (0)", "flag"),
+    Key.ARCHIVE_WAITING: Metric("WAL segments waiting for the archive", "count"),
+    Key.ARCHIVE_LAG_S: _levelled("oldest WAL segment not yet archived", "seconds"),
     Key.HOLDS_PAYLOADS: Metric("holds event payloads (1) or not (0)", "flag"),
     Key.USED_MEMORY: Metric("Redis memory used", "bytes"),
     Key.MAXMEMORY: Metric("Redis maxmemory (0: none)", "bytes"),

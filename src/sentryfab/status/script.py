@@ -17,6 +17,7 @@ from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..lockinfo import lock_host
 from ..shell import script
+from .facts.backup import ArchiveStatus, BackupRecord
 from .facts.base import FACT_TIMEOUT, MARK, Fact
 from .facts.cleanup import Cleanup
 from .facts.db import Db
@@ -79,10 +80,14 @@ def jobs_for(inv: Inventory, host: Host) -> list[list[Fact]]:
                                     var[ROLE_SECRETS[role]])])
         elif role == "db":
             jobs.append([Db.fact(containers[0])])
+            if inv.with_role("backup"):
+                jobs.append([ArchiveStatus.fact()])
         elif role == "pgbouncer":
             jobs.append([Pgbouncer.fact(inv, host, containers[0], var[ROLE_SECRETS[role]])])
         elif role == "cron":  # besides its containers (the docker fact): the cleanup's runs
             jobs.append([Cleanup.fact()])
+        elif role == "backup":  # the record of backups and drills (no pgBackRest run)
+            jobs.append([BackupRecord.fact()])
     if host.name == lock_host(inv).name:
         jobs.append([DeployLock.fact()])
     return jobs

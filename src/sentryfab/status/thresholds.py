@@ -55,6 +55,10 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
     # The daily `sentry cleanup`: a day missed is a warning (the database grows a day's
     # events); failing two days in a row is critical (it will not catch up by itself).
     "cron": {"cleanup_hours_since_run": (26, None), "cleanup_failed_in_a_row": (0, 1)},
+    # A day without a good backup is a warning, two are critical; a drill that failed is
+    # critical (the backups may not restore); none for two days is a warning.
+    "backup": {"backup_hours_since_good": (26, 50), "drill_hours_since_run": (50, None),
+               "drill_failed": (None, 0)},
     # The cache evicts by design (allkeys-lru): full memory is normal there. Evicting at all
     # means it is smaller than what Sentry keeps in it for its TTLs, and loses events if
     # payloads are still stored there (an old sentry.conf.py): worth a look, not a page.
@@ -76,6 +80,9 @@ DEFAULTS: dict[str, dict[str, Levels]] = {
         "backlog_age_s": (300, PAYLOAD_TTL_S / 2),
     },
     "db": {
+        # Every WAL segment waiting for the archive is a window a restore cannot reach: five
+        # minutes is critical (archive_timeout is one minute by default).
+        "archive_lag_s": (None, 300),
         "connections_pct": (70, 90),
         # 16 MB is one WAL segment; failing over past that loses a segment of writes.
         "replication_lag_bytes": (1_000_000, 16_000_000),

@@ -105,4 +105,79 @@ def degrade(c, restore=False, force=False, dry_run=False, yes=False, message="",
                    yes=yes, message=message, wait=wait, json=json)
 
 
-ns = Collection("db", status, topology, switchover, failover, rejoin, degrade)
+_BACKUP_COMMON = {k: _COMMON[k] for k in ("dry-run", "message", "wait", "json")}
+
+
+@task(name="backup", auto_shortflags=False, help={
+    **_BACKUP_COMMON, "type": "full, diff (changes since the last full) or incr (since the "
+                              "last backup of any type); default diff"})
+@handled
+def backup(c, type="diff", dry_run=False, message="", wait=0, json=False):  # noqa: A002
+    """Back up the primary now into the pgBackRest repository on the backup host."""
+    from ..procedures import backups as procedure
+    from ..ui import backups as ui
+
+    inv = load_inventory()
+    run = procedure.backup(inv, load_secrets(inv), str(type), message=message,
+                           wait=float(wait), dry_run=bool(dry_run))
+    ui.show_backup(run, as_json=json)
+    if not run.ok:
+        raise Exit(code=1)
+
+
+@task(name="backups", auto_shortflags=False, help=helps(json="print JSON"))
+@handled
+def backups(c, json=False):
+    """What the repository holds: each backup's time, size and WAL range, and the oldest
+    point a restore can reach."""
+    from ..procedures import backups as procedure
+    from ..ui import backups as ui
+
+    ui.show_repository(procedure.repository(load_inventory()), as_json=json)
+
+
+@task(name="restore", auto_shortflags=False, help={
+    **_COMMON, "time": "restore to this time (ISO 8601; UTC unless an offset is given)",
+    "latest": "restore everything archived (to the end of the WAL)",
+    "into": "restore a scratch copy on this host (a db or backup host), leaving the "
+            "cluster alone",
+    "to": "the db host the cluster is restored into (default: the primary, else the "
+          "first reachable unfenced db host)",
+    "force": "restore even with a db host unreachable, or --into the live primary's host",
+    "discard": "with --into: remove the scratch copy"})
+@handled
+def restore(c, time=None, latest=False, into=None, to=None, force=False, discard=False,
+            dry_run=False, yes=False, message="", wait=0, json=False):
+    """Restore the cluster (or a scratch copy) from the repository: to a time, or latest."""
+    from ..procedures import backups as procedure
+    from ..ui import backups as ui
+
+    inv = load_inventory()
+    opts = procedure.RestoreOptions(time=time, latest=bool(latest), into=into, to=to,
+                                    force=bool(force), discard=bool(discard), message=message,
+                                    wait=float(wait))
+    report = procedure.restore(inv, load_secrets(inv), opts, dry_run=bool(dry_run),
+                               confirm=None if yes or json else ui.confirm)
+    ui.show_restore(report, as_json=json, dry_run=bool(dry_run))
+    if not (report.done or dry_run):
+        raise Exit(code=1)
+
+
+@task(name="drill", auto_shortflags=False, help=_BACKUP_COMMON)
+@handled
+def drill(c, dry_run=False, message="", wait=0, json=False):
+    """Restore the latest backup into a scratch container on the backup host, check it and
+    compare its events per project with the primary's; says how long it took."""
+    from ..procedures import backups as procedure
+    from ..ui import backups as ui
+
+    inv = load_inventory()
+    report = procedure.drill(inv, load_secrets(inv), message=message, wait=float(wait),
+                             dry_run=bool(dry_run))
+    ui.show_drill(report, as_json=json)
+    if not isinstance(report, str) and not report.result.ok:
+        raise Exit(code=1)
+
+
+ns = Collection("db", status, topology, switchover, failover, rejoin, degrade, backup,
+                backups, restore, drill)

@@ -128,5 +128,6 @@ for _name, _roles, _doc in (
     ("pgbouncer", ("pgbouncer",), "PgBouncer, one host at a time."),
     ("nginx", ("nginx",), "nginx, one host at a time."),
     ("db", ("db",), "PostgreSQL: primary (initdb once), then replicas (cloned once)."),
+    ("backup", ("backup",), "The pgBackRest repository host: its server, schedule, stanza."),
 ):
     ns.add_task(_role_task(_roles, _name, _doc))
