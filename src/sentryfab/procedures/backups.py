@@ -200,12 +200,23 @@ def restore(inv: Inventory, secrets: Secrets, opts: RestoreOptions, *,
                 raise SentryfabError("the cluster changed after the plan was shown; run "
                                      "db.restore again to see the new plan")
             started = clock.monotonic()
+            change.at("archiving the WAL written up to now")
+            _archive_now(runner, inv)
             if chosen.scratch:
                 report = _restore_scratch(runner, inv, chosen, change, on_event)
             else:
                 report = _restore_cluster(runner, inv, secrets, chosen, change, on_event)
             report.seconds = clock.monotonic() - started
             return report
+
+
+def _archive_now(runner: Runner, inv: Inventory) -> bool:
+    """Best effort: if a primary runs, switch its WAL and wait until the repository has it,
+    so that a restore to a time just past can reach it (else recovery would end before its
+    target). False when it could not (no primary: the archive is what it is)."""
+    [r] = runner.each([backup_host(inv)], lambda s: s.run(pgbackrest.check(), timeout=180),
+                      what="pgbackrest check")
+    return r.ok and r.value.ok
 
 
 def _restore_cluster(runner: Runner, inv: Inventory, secrets: Secrets, chosen: RestorePlan,
