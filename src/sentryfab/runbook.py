@@ -240,14 +240,18 @@ def _restore(inv: Inventory, secrets_file: str | None) -> list[str]:
                 "No host has the role `backup`: there are **no backups**. A replica does not "
                 "protect against a bad migration, an `UPDATE` without `WHERE`, or both db "
                 "hosts lost at once. Add a backup host (decision record 0007).", ""]
+    return ["", "## Backups and restore", "", *_repository_lines(inv, repo, secrets_file),
+            "", *_disasters(inv, repo)]
+
+
+def _repository_lines(inv: Inventory, repo: Any, secrets_file: str | None) -> list[str]:
+    """Where the repository is, its key's source, what is kept and when it is taken."""
+    from .configs import backup as b
+
     s = settings(inv, "backup", repo)
-    dbs = [h.name for h in inv.with_role("db")]
-    first = dbs[0] if dbs else "db-1"
-    rest = ", ".join(dbs[1:]) or "the other db hosts"
     key = f"`backup_cipher_pass` in `{secrets_file or '(not set)'}` (or " \
           f"`{ENV_PREFIX}BACKUP_CIPHER_PASS`)"
     return [
-        "", "## Backups and restore", "",
         f"- Repository: pgBackRest on **{repo.name}** ({repo.address}), `{b.REPO_PATH}`, "
         f"stanza `{b.STANZA}`, encrypted (aes-256-cbc) with the key {key}; TLS "
         f"keys derived from `backup_tls_seed`. Lose both and the backups cannot be read: "
@@ -262,8 +266,15 @@ def _restore(inv: Inventory, secrets_file: str | None) -> list[str]:
         "the archive.",
         "- What exists and the oldest point a restore can reach: `fab db.backups`. Every "
         "command below takes the deploy lock, writes the audit log, shows its plan and asks "
-        "first (`--dry-run` shows the plan only).",
-        "",
+        "first (`--dry-run` shows the plan only)."]
+
+
+def _disasters(inv: Inventory, repo: Any) -> list[str]:
+    """The exact commands for each disaster, with this cluster's host names."""
+    dbs = [h.name for h in inv.with_role("db")]
+    first = dbs[0] if dbs else "db-1"
+    rest = ", ".join(dbs[1:]) or "the other db hosts"
+    return [
         "| disaster | what to run |", "| --- | --- |",
         "| one db host lost (the other still a primary) | `fab db.failover` if it was the "
         "primary; then, once it is back or replaced, `fab deploy.db` (a new, empty host is "

@@ -41,6 +41,25 @@ class Rendered:
         return hashlib.sha256(self.content.encode()).hexdigest()
 
 
+class _CompiledOnce(jinja2.BytecodeCache):
+    """Compiled templates kept for the life of the process. Every render_all makes a new
+    environment (its secret helpers close over that call's secrets), but a template is
+    compiled once; the key includes a checksum of its source, so an edit is compiled again."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        if (code := self._compiled.get(bucket.key)) is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+_COMPILED = _CompiledOnce()
+
+
 def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     """Jinja2 set up for config files: undefined is an error, output kept byte for byte,
     escaping filters per file syntax (escape.FILTERS), and escape.guard on every `{{ }}`."""
@@ -52,6 +71,7 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
         finalize=escape.guard,
+        bytecode_cache=_COMPILED,
     )
     env.filters.update(escape.FILTERS)
     return env

@@ -222,6 +222,30 @@ def _archive_now(runner: Runner, inv: Inventory) -> bool:
 def _restore_cluster(runner: Runner, inv: Inventory, secrets: Secrets, chosen: RestorePlan,
                      change, on_event: Event) -> RestoreReport:
     target = inv.host(chosen.target)
+    _stop_and_fence(runner, inv, chosen, change, on_event)
+    change.at(f"restoring into {target.name}")
+    on_event(f"{target.name}: restoring "
+             + (f"to {format_time(chosen.time)}" if chosen.time else "to the end of the WAL"))
+    _one(runner, target, lambda s: _restore_data(s, inv, chosen), "restore")
+    change.at(f"starting {target.name} as the primary")
+    on_event(f"{target.name}: starting; replaying the archived WAL, then promoting")
+    deployer = Deployer(runner, inv, secrets, ClusterState(primary=target.name), change=change)
+    until = _one(runner, target, lambda s: _start_restored(s, deployer), "starting the primary")
+    change.at("checking that archiving goes on")
+    _one(runner, backup_host(inv), lambda s: s.run(pgbackrest.check(), check=True,
+                                                     timeout=600), "pgbackrest check")
+    steps = [f"fab deploy.db  (clones {', '.join(chosen.clone)} from {target.name})"] \
+        if chosen.clone else []
+    steps += [f"fab db.rejoin --node {h}" for h in chosen.fence]
+    steps += ["fab db.backup --type full  (a new full backup of the new timeline)",
+              "fab status"]
+    return RestoreReport(chosen, True, data_until=until, next_steps=steps)
+
+
+def _stop_and_fence(runner: Runner, inv: Inventory, chosen: RestorePlan, change,
+                    on_event: Event) -> None:
+    """Every running PostgreSQL stopped; the other db hosts with data fenced (what they hold
+    is a history the restored primary does not share)."""
     for name in chosen.stop:
         change.at(f"stopping PostgreSQL on {name}")
         on_event(f"{name}: stopping PostgreSQL")
@@ -236,47 +260,36 @@ def _restore_cluster(runner: Runner, inv: Inventory, secrets: Secrets, chosen: R
         on_event(f"{name}: fenced (its data is another history)")
         _one(runner, inv.host(name), lambda s: s.run(postgres.fence(record), check=True),
              "fencing")
-    image = image_ref(inv, "db", target)
-    uid = int(settings(inv, "db", target).get("uid", 101))
-    change.at(f"restoring into {target.name}")
-    on_event(f"{target.name}: restoring "
-             + (f"to {format_time(chosen.time)}" if chosen.time else "to the end of the WAL"))
 
-    def restore_step(s: HostSession):
-        s.run(postgres.prepare_data_root(uid), check=True)
-        has_data = s.run(postgres.has_data()).ok
-        out = s.run(pgbackrest.restore(image, format_time(chosen.time) if chosen.time else None,
-                                       delta=has_data), timeout=24 * 3600)
-        if not out.ok:
-            said = (out.stderr.strip() or out.stdout.strip()).splitlines()[-3:]
-            raise SentryfabError(f"pgbackrest restore failed: {' / '.join(said)}")
-        s.run(postgres.unfence(), check=True)
-        return out
 
-    _one(runner, target, restore_step, "restore")
-    change.at(f"starting {target.name} as the primary")
-    on_event(f"{target.name}: starting; replaying the archived WAL, then promoting")
-    deployer = Deployer(runner, inv, secrets, ClusterState(primary=target.name), change=change)
+def _restore_data(s: HostSession, inv: Inventory, chosen: RestorePlan) -> None:
+    """pgBackRest's restore into the host's data directory (delta over what is there), in a
+    one-off container of the database image; the host's fence lifted: it is the primary."""
+    s.run(postgres.prepare_data_root(int(settings(inv, "db", s.host).get("uid", 101))),
+          check=True)
+    has_data = s.run(postgres.has_data()).ok
+    out = s.run(pgbackrest.restore(image_ref(inv, "db", s.host),
+                                   format_time(chosen.time) if chosen.time else None,
+                                   delta=has_data), timeout=24 * 3600)
+    if not out.ok:
+        said = (out.stderr.strip() or out.stdout.strip()).splitlines()[-3:]
+        raise SentryfabError(f"pgbackrest restore failed: {' / '.join(said)}")
+    s.run(postgres.unfence(), check=True)
 
-    def start_step(s: HostSession) -> str:
-        [spec, *_] = deployer.start_primary(s, RECOVERY_TIMEOUT)
-        s.run(postgres.psql_stdin(spec.name), stdin=pgbackrest.forget_recovery_sql().encode(),
-              check=True)
-        out = s.run(join(["docker", "exec", "--user", "postgres", spec.name, "psql", "-XAtc",
-                          "select pg_last_xact_replay_timestamp()"]))
-        return out.stdout.strip()
 
-    until = _one(runner, target, start_step, "starting the primary")
-    change.at("checking that archiving goes on")
-    _one(runner, backup_host(inv), lambda s: s.run(pgbackrest.check(), check=True,
-                                                     timeout=600), "pgbackrest check")
-    steps = []
-    if chosen.clone:
-        steps.append(f"fab deploy.db  (clones {', '.join(chosen.clone)} from {target.name})")
-    steps += [f"fab db.rejoin --node {h}" for h in chosen.fence]
-    steps.append("fab db.backup --type full  (a new full backup of the new timeline)")
-    steps.append("fab status")
-    return RestoreReport(chosen, True, data_until=until, next_steps=steps)
+def _start_restored(s: HostSession, deployer: Deployer) -> str:
+    """The restored host up as the primary, the restore's recovery settings reset; returns
+    the time of the last transaction it replayed."""
+    [spec, *_] = deployer.start_primary(s, RECOVERY_TIMEOUT)
+    s.run(postgres.psql_stdin(spec.name), stdin=pgbackrest.forget_recovery_sql().encode(),
+          check=True)
+    return _replayed_until(s, spec.name)
+
+
+def _replayed_until(s: HostSession, container: str) -> str:
+    """pg_last_xact_replay_timestamp() of a restored copy: how recent its data is."""
+    return s.run(join(["docker", "exec", "--user", "postgres", container, "psql", "-XAtc",
+                       "select pg_last_xact_replay_timestamp()"])).stdout.strip()
 
 
 def postgres_container() -> str:
@@ -312,8 +325,7 @@ def _restore_scratch(runner: Runner, inv: Inventory, chosen: RestorePlan, change
         s.run(pgbackrest.scratch_start(image, folder, conf), check=True)
         s.run(pgbackrest.scratch_promoted(RECOVERY_TIMEOUT), check=True,
               timeout=RECOVERY_TIMEOUT + 30)
-        return s.run(join(["docker", "exec", "--user", "postgres", SCRATCH_CONTAINER, "psql",
-                           "-XAtc", "select pg_last_xact_replay_timestamp()"])).stdout.strip()
+        return _replayed_until(s, SCRATCH_CONTAINER)
 
     until = _one(runner, host, step, "scratch restore")
     return RestoreReport(chosen, True, data_until=until, next_steps=[
