@@ -24,7 +24,7 @@ from .conftest import LAB_INVENTORY, fab, inventory_copy
 DOCKER = ("deploy may not use Docker: set `become: sudo` or add deploy to the docker group "
           "(permission denied on /var/run/docker.sock)")
 ROLE_HOSTS = ("nginx-1", "web-1", "web-2", "worker-1", "worker-2", "redis-cache-1",
-              "redis-queue-1", "db-1", "db-2", "pgbouncer-1")
+              "redis-queue-1", "db-1", "db-2", "pgbouncer-1", "backup-1")
 #: How long a change waits, in all, for another deploy's lock (the lab is shared).
 LOCK_PATIENCE = 600
 
@@ -129,8 +129,8 @@ def test_status_without_become_names_the_missing_rights_once_per_host(invs):
     assert code == 2
     assert problems(rep) == {h: [DOCKER] for h in ROLE_HOSTS}
     assert [p["message"] for p in rep["cluster_findings"]["problems"]] == [
-        "deploy may not use Docker on 10 hosts: set `become: sudo` or add deploy to the docker "
-        "group"]
+        f"deploy may not use Docker on {len(ROLE_HOSTS)} hosts: set `become: sudo` or add "
+        "deploy to the docker group"]
     for said in ("no primary", "no cron running", "not answering", "missing (no such"):
         assert said not in text, text
 

@@ -96,8 +96,8 @@ def sentry_versions(inv, role: str) -> dict[str, set[str]]:
 def test_deploy_from_nothing_then_events_reach_postgresql_and_a_rerun_changes_nothing(cluster):
     inv, first, took, old = cluster
     rep = reports(first)
-    assert set(rep) == {"db", "pgbouncer", "redis-cache", "redis-queue", "web", "worker",
-                        "cron", "nginx"}
+    assert set(rep) == {"db", "backup", "pgbouncer", "redis-cache", "redis-queue", "web",
+                        "worker", "cron", "nginx"}
     assert all(r["ok"] for r in rep.values())
     assert all(h["state"] == "updated" for r in rep.values() for h in r["hosts"])
     assert sentry_versions(inv, "web") == {"web-1": {OLD}, "web-2": {OLD}}

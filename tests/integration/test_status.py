@@ -150,7 +150,7 @@ def test_table_groups_by_role_and_ends_with_a_summary(copy):
         assert any(line.strip() == role for line in lines), role
     assert any(line.split()[:1] == ["scale-[1-30]"] and "30 hosts, all ok" in line
                for line in lines)
-    assert lines[-1].startswith("lab: 40 hosts, 40 ok; primary db-")
+    assert lines[-1].startswith("lab: 41 hosts, 41 ok; primary db-")
 
 
 def test_role_status_shows_only_that_role_with_details(copy):
