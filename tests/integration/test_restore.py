@@ -65,10 +65,10 @@ def _discard() -> None:
 
 def test_both_db_hosts_lost_restore_latest_loses_less_than_the_archive_timeout(db):
     hosts = db
-    loader, box = load_in_background(hosts, RATE, 60, IDS_DIR)
-    time.sleep(5)
+    loader, box = load_in_background(hosts, RATE, 40, IDS_DIR)
+    time.sleep(3)
     ok(fab("db.backup", "--type", "full", timeout=600))  # under load
-    time.sleep(20)  # events keep coming: from here on only the WAL archive has them
+    time.sleep(15)  # events keep coming: from here on only the WAL archive has them
     destroyed = time.time()
     # Both machines gone at once: killed (a clean stop would archive the last WAL segment),
     # their data removed.
@@ -129,10 +129,10 @@ def test_a_deleted_project_s_events_come_back_from_a_point_in_time(db):
 def test_archiving_goes_on_across_a_change_of_primary_nothing_accepted_is_missing(db):
     hosts = db
     ok(fab("db.backup", "--type", "full", timeout=600))
-    loader, box = load_in_background(hosts, RATE, 45, IDS_DIR)
-    time.sleep(10)
+    loader, box = load_in_background(hosts, RATE, 30, IDS_DIR)
+    time.sleep(6)
     run_json("db.switchover", "--to", "db-2")  # a new primary, a new timeline
-    time.sleep(10)
+    time.sleep(6)
     ok(fab("db.backup", "--type", "diff", timeout=600))  # taken from db-2 now
     loader.join(300)
     report = box["report"]
@@ -152,7 +152,7 @@ def test_archiving_goes_on_across_a_change_of_primary_nothing_accepted_is_missin
 
 def test_the_drill_restores_compares_and_is_recorded_for_status(db):
     hosts = db
-    loader, box = load_in_background(hosts, RATE, 20, IDS_DIR)  # the drill runs under load
+    loader, box = load_in_background(hosts, RATE, 15, IDS_DIR)  # the drill runs under load
     drill = json.loads(ok(fab("db.drill", "--json", timeout=900)).stdout)
     loader.join(120)
     assert drill["ok"] and drill["primary"] == hosts.host("db-1").address, drill
