@@ -426,8 +426,11 @@ def test_a_small_data_disk_on_one_db_host_makes_capacity_exit_1_and_name_it(inv)
     data = json.loads(small.stdout)
     assert small.returncode == 1, small.stdout[-2000:]
     disks = {d["host"]: d for d in data["forecast"]["disks"]}
-    # room = what that filesystem has free + what the database and its WAL use now.
-    assert disks["db-2"]["room"] < 2 * 1024 ** 3 < disks["db-1"]["room"], disks
+    # room = what that filesystem has free + what the database and its WAL use now: db-2's
+    # free part is the 256 MiB filesystem, db-1's the machine's disk. (The database and its
+    # WAL are about the same on both; their size is not the test's business: with archiving
+    # forcing a WAL segment every archive_timeout, pg_wal holds up to wal_keep_size.)
+    assert disks["db-2"]["room"] + 1024 ** 3 < disks["db-1"]["room"], disks
     assert data["forecast"]["first_disk"]["host"] == "db-2", data["forecast"]
     assert data["forecast"]["runs_out_within_retention"] is True
     assert "db-2 data disk" in data["over"], data["over"]
