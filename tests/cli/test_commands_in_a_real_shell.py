@@ -1,6 +1,6 @@
 """Built commands run by this machine's own `sh` (moved from tests/unit: a process each):
 quoting and combinators (tests/unit/test_shell.py), stdin through a stand-in sudo
-(test_become.py), the cleanup schedule's syntax (test_cleanup.py), the drain wait against
+(tests/unit/test_become.py), the cleanup schedule's syntax (test_cleanup.py), the drain wait against
 a real socket (test_containers.py)."""
 
 from __future__ import annotations
