@@ -311,6 +311,20 @@ def test_a_switchover_killed_while_clients_wait_is_finished_by_a_rerun(cluster):
 
 
 
+def switchover_plan(wait: float = 30) -> dict:
+    """The dry-run plan of a switchover to db-2, once it is not refused. Right after the
+    previous test put the baseline back, db-2 can still be catching up (CI once got a
+    refused plan here, with no steps); the refusal is printed if it lasts."""
+    deadline = time.monotonic() + wait
+    while True:
+        plan = json.loads(dbops("db.switchover", "--to", "db-2", "--dry-run", "--json").stdout)
+        if not plan["refusals"] or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert not plan["refusals"], plan
+    return plan
+
+
 # Ctrl-C at steps of a switchover: before clients wait, while they wait with the old primary
 # stopped, right after the promotion, and once they are resumed.
 SWITCHOVER_STOPS = ("pause", "stop", "promote", "resume")
@@ -320,7 +334,7 @@ SWITCHOVER_STOPS = ("pause", "stop", "promote", "resume")
 def test_ctrl_c_at_a_switchover_step_resumes_clients_frees_the_lock_and_a_rerun_finishes(
         cluster, action):
     inv = cluster
-    plan = json.loads(dbops("db.switchover", "--to", "db-2", "--dry-run", "--json").stdout)
+    plan = switchover_plan()
     index = 1 + [s["action"] for s in plan["plan"]].index(action)
     proc = start_switchover(subprocess.PIPE)
     assert proc.stderr is not None
