@@ -32,7 +32,7 @@ FILESTORE_KEYS = ("backend", "path", "shared", "options")
 FILESTORE_BACKENDS = ("filesystem", "s3", "gcs")
 MAIL_KEYS = ("host", "port", "username", "from", "use_tls")
 SSH_KEYS = ("user", "port", "key_file", "known_hosts", "connect_timeout", "command_timeout",
-            "jump", "keepalive_interval", "keepalive_count_max", "become")
+            "jump", "keepalive_interval", "keepalive_count_max", "become", "persist")
 HOST_KEYS = ("address", "port", "user", "roles", "vars", "become")
 #: `become:` in ssh: or on a host: run remote commands as root through sudo -n, or not.
 BECOME_METHODS = ("sudo", "none")
@@ -101,6 +101,12 @@ FIGURES: dict[str, dict[str, Any]] = {
     "worker": {"events_per_second_per_process": "positive", "db_outage_seconds": 1},
 }
 FIGURE_WHY = {"max_body_mb": " (Sentry's chunk upload tells sentry-cli to send 32 MiB)"}
+#: `persist:` when the ssh block does not say: held connections close after 10 idle minutes.
+DEFAULT_PERSIST = 600.0
+#: Set (to 1) by --no-persist: this command holds no connection and uses none held.
+NO_PERSIST_ENV = "SENTRYFAB_NO_PERSIST"
+DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h)?$")
+DURATION_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600}
 SIZE_RE = re.compile(r"^\d+(\.\d+)?\s*([kmgt]b?|b)?$", re.IGNORECASE)
 HOSTNAME_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
@@ -122,6 +128,8 @@ class SSHSettings:
     keepalive_interval: float = 5.0
     keepalive_count_max: int = 3
     become: str | None = None  # "sudo" or None (become.py)
+    #: Seconds an idle connection stays held for the next command (0: none is held).
+    persist: float = DEFAULT_PERSIST
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,16 @@ class Inventory:
     def role_vars(self, role: str) -> dict[str, Any]:
         """The per-role vars of `role` (empty if none were set)."""
         return dict(self.roles.get(role, {}))
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from a number or "<n>s|m|h"; None if it is neither (or negative)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 else None
+    m = DURATION_RE.match(str(value).strip().lower())
+    return float(m.group(1)) * DURATION_UNITS[m.group(2)] if m else None
 
 
 def sentry_release_problem(tag: str) -> str | None:
@@ -508,7 +526,17 @@ class _Validator:
             keepalive_interval=ka or 5.0,
             keepalive_count_max=ka_n,
             become=self._become(raw.get("become"), "ssh/become"),
+            persist=self._duration(raw.get("persist", DEFAULT_PERSIST), "ssh/persist"),
         )
+
+    def _duration(self, value: Any, path: str) -> float:
+        """Seconds from 600, "600s", "10m" or "1h"; 0 is allowed (off)."""
+        seconds = parse_duration(value)
+        if seconds is None:
+            self.add(path, f"must be a duration such as 10m, 90s, 1h or 0 (off), got "
+                           f"{_show(value)}")
+            return DEFAULT_PERSIST
+        return seconds
 
     def _roles(self, raw: Any) -> dict[str, dict[str, Any]]:
         if not isinstance(raw, dict):

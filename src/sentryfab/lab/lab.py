@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
-from sentryfab.errors import LabError
+from sentryfab.errors import LabError, SentryfabError
 from sentryfab.lab import (
     client,
     deploy_user,
@@ -281,6 +281,17 @@ def _remove_host(host: Host) -> None:
 
 # --- down --------------------------------------------------------------------------------
 
+def _close_held_connections() -> int:
+    """Stop this user's connection holders: their hosts are about to vanish, and nothing
+    the lab started may outlive it."""
+    from ..remote import held_client
+
+    try:
+        return held_client.close_every_holder()
+    except SentryfabError:
+        return 0  # an unsafe folder holds no holder of ours
+
+
 def down(repo_dir: Path | str | None = None, on_step: Step | None = None) -> LabReport:
     """Remove everything `up` made (the cached base tar and the lab key stay)."""
     started = time.monotonic()
@@ -292,6 +303,9 @@ def down(repo_dir: Path | str | None = None, on_step: Step | None = None) -> Lab
         netns_names = sorted(set(network.lab_netns()) | {h.netns for h in known
                                                           if os.path.ismount(h.netns_path)})
         lab_actions = []
+        held = _close_held_connections()
+        if held:
+            lab_actions.append(f"closed {held} held SSH connections")
         if on_step:
             on_step(LAB, f"stopping the processes of {len(netns_names)} hosts")
         stopped = _stop_everything(known, netns_names)

@@ -34,7 +34,7 @@ from ..configs.context import settings
 from ..containers.spec import container_name
 from ..errors import RemoteError, UsageError
 from ..inventory import Host, Inventory
-from ..remote import HostSession, Runner, Unreachable
+from ..remote import Runner, Session, Unreachable
 from ..shell import join
 
 #: Sentry's internal project, made by the first `sentry upgrade` with one DSN key: the lab's
@@ -554,7 +554,7 @@ def read_ids(path: Path) -> list[tuple[str, float]]:
     return parse_ids(text, str(path))
 
 
-def _count(session: HostSession, command: str, script: bytes, container: str) -> Counts:
+def _count(session: Session, command: str, script: bytes, container: str) -> Counts:
     """One verification query on the database host."""
     name = session.host.name
     try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..inventory import Host, Inventory
-from ..remote import HostSession, Runner
+from ..remote import Runner, Session
 from ..results import HostResult
 from ..shell import join
 from . import topology
@@ -111,7 +111,7 @@ def release(runner: Runner, inv: Inventory, tag: str, *, broken: bool = False,
     context = build_context(tag, broken, base)
     command = build_command(tag)
 
-    def step(s: HostSession) -> Built:
+    def step(s: Session) -> Built:
         out = s.run(command, stdin=context, check=True, timeout=BUILD_TIMEOUT)
         lines = out.stdout.split()
         return Built(ref, lines[-1] if lines else "")

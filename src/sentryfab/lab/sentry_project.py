@@ -15,7 +15,7 @@ from ..configs.context import settings
 from ..containers.spec import container_name
 from ..errors import RemoteError
 from ..inventory import Host, Inventory
-from ..remote import HostSession, Runner
+from ..remote import Runner, Session
 from ..shell import join
 from .load import DB_CONTAINER, PROJECT_ID, psql_command
 
@@ -54,7 +54,7 @@ def createuser_command(email: str = OWNER_EMAIL) -> str:
                  "--no-password", "--email", email])
 
 
-def _sql(session: HostSession, sql: str) -> str:
+def _sql(session: Session, sql: str) -> str:
     out = session.run(psql_command(DB_CONTAINER), stdin=sql.encode(), timeout=60)
     if not out.ok:
         why = out.error or out.stderr.strip() or f"exit code {out.exit_code}"

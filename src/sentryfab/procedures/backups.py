@@ -29,7 +29,7 @@ from ..plans.restore import (
     parse_time,
     plan_restore,
 )
-from ..remote import HostSession, Runner
+from ..remote import Runner, Session
 from ..secrets import Secrets
 from ..shell import join
 from ..topology.model import Marker
@@ -66,7 +66,7 @@ def require_secrets(secrets: Secrets) -> None:
         secrets.get(name)
 
 
-def _one(runner: Runner, host: Host, step: Callable[[HostSession], object], what: str):
+def _one(runner: Runner, host: Host, step: Callable[[Session], object], what: str):
     [r] = runner.each([host], step, what=what)
     if not r.ok:
         raise SentryfabError(f"{host.name}: {what}: {r.error or r.stderr.strip() or 'failed'}")
@@ -262,7 +262,7 @@ def _stop_and_fence(runner: Runner, inv: Inventory, chosen: RestorePlan, change,
              "fencing")
 
 
-def _restore_data(s: HostSession, inv: Inventory, chosen: RestorePlan) -> None:
+def _restore_data(s: Session, inv: Inventory, chosen: RestorePlan) -> None:
     """pgBackRest's restore into the host's data directory (delta over what is there), in a
     one-off container of the database image; the host's fence lifted: it is the primary."""
     s.run(postgres.prepare_data_root(int(settings(inv, "db", s.host).get("uid", 101))),
@@ -277,7 +277,7 @@ def _restore_data(s: HostSession, inv: Inventory, chosen: RestorePlan) -> None:
     s.run(postgres.unfence(), check=True)
 
 
-def _start_restored(s: HostSession, deployer: Deployer) -> str:
+def _start_restored(s: Session, deployer: Deployer) -> str:
     """The restored host up as the primary, the restore's recovery settings reset; returns
     the time of the last transaction it replayed."""
     [spec, *_] = deployer.start_primary(s, RECOVERY_TIMEOUT)
@@ -286,7 +286,7 @@ def _start_restored(s: HostSession, deployer: Deployer) -> str:
     return _replayed_until(s, spec.name)
 
 
-def _replayed_until(s: HostSession, container: str) -> str:
+def _replayed_until(s: Session, container: str) -> str:
     """pg_last_xact_replay_timestamp() of a restored copy: how recent its data is."""
     return s.run(join(["docker", "exec", "--user", "postgres", container, "psql", "-XAtc",
                        "select pg_last_xact_replay_timestamp()"])).stdout.strip()
@@ -316,7 +316,7 @@ def _restore_scratch(runner: Runner, inv: Inventory, chosen: RestorePlan, change
     change.at(f"restoring a scratch copy on {host.name}")
     on_event(f"{host.name}: restoring a scratch copy into {SCRATCH_DATA}")
 
-    def step(s: HostSession) -> str:
+    def step(s: Session) -> str:
         s.run(pgbackrest.scratch_reset(uid), check=True)
         out = s.run(pgbackrest.scratch_restore(image, folder, conf, target), timeout=24 * 3600)
         if not out.ok:

@@ -14,7 +14,7 @@ from ..configs.context import settings
 from ..configs.render import Rendered
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
-from ..remote import HostSession, Runner
+from ..remote import Runner, Session
 from ..results import HostResult
 from ..secrets import MASK, Secrets
 
@@ -89,9 +89,9 @@ def mask(secrets: Secrets, text: str, secret_file: bool) -> str:
     return _CREDENTIAL.sub(MASK, text)
 
 
-def _facts(s: HostSession, files: list[Rendered]) -> commands.HostFacts:
+def _facts(s: Session, files: list[Rendered]) -> commands.HostFacts:
     out = s.run(commands.checksums([f.path for f in files]), check=True)
-    become.refuse(out.stderr, s.conn.user)  # an unreadable file is not a missing one
+    become.refuse(out.stderr, s.user)  # an unreadable file is not a missing one
     return commands.parse_checksums(out.stdout)
 
 
@@ -99,7 +99,7 @@ def diff(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendered]],
          secrets: Secrets, on_done: Callable | None = None) -> list[HostResult]:
     """Per host, the masked diffs of what a push would change; nothing is written."""
 
-    def step(s: HostSession) -> list[FileDiff]:
+    def step(s: Session) -> list[FileDiff]:
         files = rendered[s.host.name]
         out: list[FileDiff] = []
         for f in changed_files(files, _facts(s, files)):
@@ -115,7 +115,7 @@ def diff(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendered]],
     return runner.each(hosts, step, on_done=on_done)
 
 
-def push_host(s: HostSession, inv: Inventory, files: list[Rendered], secrets: Secrets,
+def push_host(s: Session, inv: Inventory, files: list[Rendered], secrets: Secrets,
               when: str) -> HostPush:
     """The push protocol on one host (see configs.commands): only changed files, validated,
     swapped in atomically, then applied."""
@@ -144,7 +144,7 @@ def push(runner: Runner, inv: Inventory, hosts: list[Host], rendered: dict[str, 
                        on_done=on_done)
 
 
-def _apply(s: HostSession, roles: set[str], result: HostPush) -> None:
+def _apply(s: Session, roles: set[str], result: HostPush) -> None:
     """Reload what reloads; leave a restart pending for deploy, which does it batch by batch."""
     for role in sorted(roles):
         if apply.needs_restart(role):
@@ -155,7 +155,7 @@ def _apply(s: HostSession, roles: set[str], result: HostPush) -> None:
         result.reloaded.append(role)
 
 
-def _validate_all(s: HostSession, inv: Inventory, todo: list[Rendered],
+def _validate_all(s: Session, inv: Inventory, todo: list[Rendered],
                   secrets: Secrets) -> None:
     """Check every candidate; if one fails, remove them all and leave the live files alone."""
     failures: list[str] = []
@@ -183,7 +183,7 @@ def rollback(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendere
     """Put back the previous version of each managed file, then apply as a push would."""
     when = stamp()
 
-    def step(s: HostSession) -> HostPush:
+    def step(s: Session) -> HostPush:
         files = rendered[s.host.name]
         role_of = {f.path: f.role for f in files}
         # The marker goes down before each file changes, as a push does.
@@ -196,7 +196,7 @@ def rollback(runner: Runner, hosts: list[Host], rendered: dict[str, list[Rendere
     return runner.each(hosts, step, on_done=on_done)
 
 
-def restore_files(s: HostSession, paths: list[str], when: str,
+def restore_files(s: Session, paths: list[str], when: str,
                   before: Callable[[str], object] | None = None) -> list[str]:
     """Put back the newest kept version of each file that has one (the current one is kept
     in turn); `before(path)` runs just before each is put back. Returns those put back."""

@@ -25,7 +25,7 @@ from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..plans.deploy import LOST, UNTOUCHED, Action, RoleFacts, State, plan_role, running_version
 from ..plans.rollout import batches
-from ..remote import CommandOutput, HostSession, Runner
+from ..remote import CommandOutput, Runner, Session
 from ..secrets import Secrets
 from ..shell import chain, join, quiet
 from . import configs as config_push
@@ -186,7 +186,7 @@ class Deployer:
                           lambda s, when: self._roll_back(s, role, when))
         return report
 
-    def _roll_back(self, s: HostSession, role: str, when: str) -> HostOutcome:
+    def _roll_back(self, s: Session, role: str, when: str) -> HostOutcome:
         host = s.host
         found = releases.parse_last_two(s.run(releases.last_two_command(role)).stdout)
         if found is None:
@@ -211,7 +211,7 @@ class Deployer:
                            f"health check failed after rollback: {gate.check.what}")
 
     def _run_batches(self, report: RoleReport, plan: list[list[Host]], max_fail: int,
-                     label: str, replace: Callable[[HostSession, str], HostOutcome]) -> None:
+                     label: str, replace: Callable[[Session, str], HostOutcome]) -> None:
         """Batch after batch; more than `max_fail` failed hosts in one stops the rollout."""
         report.batches = len(plan)
         for i, group in enumerate(plan, start=1):
@@ -233,7 +233,7 @@ class Deployer:
                                     for g in plan[i:] for h in g]
                 return
 
-    def _facts(self, s: HostSession, role: str, files: list[Rendered]) -> RoleFacts:
+    def _facts(self, s: Session, role: str, files: list[Rendered]) -> RoleFacts:
         ps = s.run(docker.ps(role), check=True).stdout
         paths = [f.path for f in files]
         sums = cfg.parse_checksums(s.run(cfg.checksums(paths), check=True).stdout) \
@@ -243,7 +243,7 @@ class Deployer:
     # -- one batch ---------------------------------------------------------------------------
 
     def _batch(self, role: str, group: list[Host],
-               replace: Callable[[HostSession], HostOutcome], step: str) -> list[HostOutcome]:
+               replace: Callable[[Session], HostOutcome], step: str) -> list[HostOutcome]:
         put_back = None
         if role == "web":
             if self.change is not None:  # Ctrl-C from here on: back into rotation if alive
@@ -270,7 +270,7 @@ class Deployer:
                 put_back()
         return outcomes
 
-    def _replace(self, s: HostSession, role: str, files: list[Rendered], version: str | None,
+    def _replace(self, s: Session, role: str, files: list[Rendered], version: str | None,
                  count: int | None, when: str) -> HostOutcome:
         host = s.host
         if role == "db":  # a fenced host (an old primary) is only ever started by db.rejoin
@@ -306,7 +306,7 @@ class Deployer:
                            State.ROLLED_BACK if back else State.FAILED,
                            f"health check failed: {why}")
 
-    def _reload(self, s: HostSession, role: str, files: list[Rendered], when: str
+    def _reload(self, s: Session, role: str, files: list[Rendered], when: str
                 ) -> HostOutcome:
         """Push files whose change a reload applies; the containers keep running. Unhealthy
         afterwards: the previous files back, reloaded again."""
@@ -326,7 +326,7 @@ class Deployer:
         return HostOutcome(host.name, version, version, State.ROLLED_BACK,
                            f"health check failed after reload: {gate.check.what}")
 
-    def _restore(self, s: HostSession, role: str, before: list[docker.Running],
+    def _restore(self, s: Session, role: str, before: list[docker.Running],
                  changed_files: list[str], when: str) -> bool:
         """Put the containers (and config files) the host ran before back; True if healthy."""
         config_push.restore_files(s, changed_files, when)
@@ -340,7 +340,7 @@ class Deployer:
             s.run(docker.replace(spec), check=True)
         return self._health_gate(s, role, specs).ok
 
-    def _health_gate(self, s: HostSession, role: str, specs: list[ContainerSpec], *,
+    def _health_gate(self, s: Session, role: str, specs: list[ContainerSpec], *,
                      timeout: float | None = None, check: bool = False) -> Gate:
         """Wait on the host, up to the role's health timeout (or `timeout`), until `specs`
         pass the role's health check; `check`: raise CommandFailed if they never do."""
@@ -431,7 +431,7 @@ class Deployer:
 
     # -- PostgreSQL ----------------------------------------------------------------------------
 
-    def _prepare_db(self, s: HostSession) -> None:
+    def _prepare_db(self, s: Session) -> None:
         """initdb on the primary or clone a replica, once; never over an existing cluster."""
         if s.run(postgres.has_data()).exit_code == 0:
             return
@@ -451,7 +451,7 @@ class Deployer:
                                            self.secrets.get("replication_password")),
               check=True, timeout=600)
 
-    def start_primary(self, s: HostSession, timeout: float) -> list[ContainerSpec]:
+    def start_primary(self, s: Session, timeout: float) -> list[ContainerSpec]:
         """After a restore: the db files and containers exactly as a deploy has them, up as
         the primary (recovery may first replay much WAL: up to `timeout` seconds), then
         users and replication slots again (a backup holds no slot)."""
@@ -464,7 +464,7 @@ class Deployer:
         self._bootstrap_primary(s, want[0], timeout=timeout)
         return want
 
-    def _bootstrap_primary(self, s: HostSession, spec: ContainerSpec, *,
+    def _bootstrap_primary(self, s: Session, spec: ContainerSpec, *,
                            timeout: float | None = None) -> None:
         """Users, database and replication slots (idempotent SQL, run on every deploy)."""
         self._health_gate(s, "db", [spec], timeout=timeout or self.health_timeout, check=True)
@@ -484,7 +484,7 @@ class Deployer:
         files = self.render([host], "web")[host.name]
         spec = specs_for(self.inv, host, "migrate", version=version)[0]
 
-        def step(s: HostSession) -> None:
+        def step(s: Session) -> None:
             config_push.push_host(s, self.inv, files, self.secrets, config_push.stamp())
             s.run(chain(docker.remove(spec.name), docker.run_once(spec)), check=True,
                   timeout=600)

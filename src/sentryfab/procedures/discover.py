@@ -16,7 +16,7 @@ from ..containers.postgres import wal_file_name
 from ..containers.spec import container_name, image_ref
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
-from ..remote import HostSession, Runner
+from ..remote import Runner, Session
 from ..secrets import Secrets
 from ..topology.db_commands import SQL_TIMEOUT
 from ..topology.db_facts import DbProbe, WalEnd
@@ -38,7 +38,7 @@ def _bouncer(inv: Inventory, host: Host) -> Bouncer:
     return Bouncer(host.name, host.address, int(settings(inv, "pgbouncer", host)["port"]))
 
 
-def probe_db(s: HostSession, inv: Inventory) -> DbNode:
+def probe_db(s: Session, inv: Inventory) -> DbNode:
     """One db host's node, from one round trip."""
     out = s.run(DbProbe.command(DB_CONTAINER, image_ref(inv, "db", s.host)),
                 timeout=SQL_TIMEOUT + 40)
@@ -48,7 +48,7 @@ def probe_db(s: HostSession, inv: Inventory) -> DbNode:
     return DbProbe.parse(_node(inv, s.host), out.stdout)
 
 
-def probe_bouncer(s: HostSession, inv: Inventory, password: str) -> Bouncer:
+def probe_bouncer(s: Session, inv: Inventory, password: str) -> Bouncer:
     """One PgBouncer's databases (SHOW DATABASES on its admin console)."""
     b = _bouncer(inv, s.host)
     out = s.run(ShowDatabases.command(BOUNCER_CONTAINER, b.address, b.port),
@@ -70,7 +70,7 @@ def discover(runner: Runner, inv: Inventory, secrets: Secrets | None = None) -> 
 
     refused: dict[str, become.Denial] = {}
 
-    def step(s: HostSession) -> list[DbNode | Bouncer]:
+    def step(s: Session) -> list[DbNode | Bouncer]:
         found: list[DbNode | Bouncer] = []
         try:
             if s.host.has("db"):
@@ -115,7 +115,7 @@ def measure_wal_ends(runner: Runner, inv: Inventory, topo: Topology, start: int)
     if not todo:
         return topo
 
-    def step(s: HostSession) -> tuple[int | None, str | None]:
+    def step(s: Session) -> tuple[int | None, str | None]:
         control = topo.node(s.host.name).control
         segment = wal_file_name(control.timeline or 1, start, control.segment_size)
         out = s.run(WalEnd.command(image_ref(inv, "db", s.host), start, segment), timeout=300)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from ..configs.context import settings
 from ..inventory import Host, Inventory
 from ..lab import load
-from ..remote import HostSession, Runner
+from ..remote import Runner, Session
 from ..secrets import Secrets
 from ..shell import join
 
@@ -70,7 +70,7 @@ def parse_cpu(text: str) -> tuple[int, int]:
     return sum(fields) - idle, sum(fields)
 
 
-def _sample(s: HostSession, inv: Inventory, secrets: Secrets) -> dict[str, float]:
+def _sample(s: Session, inv: Inventory, secrets: Secrets) -> dict[str, float]:
     """Raw numbers of one host (absolute values; fractions are made by the caller)."""
     h = s.host
     out: dict[str, float] = {}

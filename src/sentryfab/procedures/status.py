@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 from ..errors import SentryfabError
 from ..inventory import Host, Inventory
 from ..lockinfo import lock_host
-from ..remote import DEFAULT_PARALLEL, HostSession, Runner
+from ..remote import DEFAULT_PARALLEL, Runner, Session
 from ..results import HostResult
 from ..roles import ROLES
 from ..secrets import Secrets
@@ -123,10 +123,10 @@ class StatusChecker:
                                                shown_names], view,
                             seconds=time.monotonic() - start, checked_at=now)
 
-    def _step(self, s: HostSession) -> Answer:
+    def _step(self, s: Session) -> Answer:
         cs = self._scripts[s.host.name]
         t0 = time.monotonic()
-        fresh = not s.conn.is_connected
+        fresh = not s.connected
         s.ensure_open()
         connected = time.monotonic()
         out = s.run(cs.command, stdin=cs.stdin, timeout=self.timeout)

@@ -2,7 +2,7 @@
 
 from .connect import Unreachable
 from .runner import DEFAULT_PARALLEL, Interrupted, Runner
-from .session import CommandFailed, CommandOutput, HostSession
+from .session import CommandFailed, CommandOutput, HostSession, Session
 
 __all__ = ["DEFAULT_PARALLEL", "CommandFailed", "CommandOutput", "HostSession", "Interrupted",
-           "Runner", "Unreachable"]
+           "Runner", "Session", "Unreachable"]

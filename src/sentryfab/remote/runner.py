@@ -13,16 +13,21 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from fabric import Connection
-
 from ..errors import Interrupted, SentryfabError
 from ..inventory import Host, Inventory
 from ..results import HostResult, stderr_tail
 from ..shell import script, sudo
-from . import connect
+from . import held_client
 from .connect import ConnectOptions, Unreachable
-from .hostkeys import KnownHosts, known_hosts_files
-from .session import CommandFailed, CommandOutput, HostSession, LineCallback, StoppedAnswering
+from .opener import Opener
+from .session import (
+    CommandFailed,
+    CommandOutput,
+    HostSession,
+    LineCallback,
+    Session,
+    StoppedAnswering,
+)
 
 DEFAULT_PARALLEL = 32
 
@@ -31,10 +36,16 @@ DoneCallback = Callable[[HostResult], None]
 
 
 class Runner:
-    """Owns this invocation's connections and runs work on many hosts at once."""
+    """Owns this invocation's connections and runs work on many hosts at once.
+
+    With `persist` seconds above 0 (the inventory's ssh: persist:, unless --no-persist), the
+    connections are held by this user's connection holder (held_client.py) and outlive the
+    invocation; otherwise they are this process's own and closed at the end.
+    """
 
     def __init__(self, inv: Inventory, *, parallel: int = DEFAULT_PARALLEL,
-                 accept_new: bool = False, connect_timeout: float | None = None):
+                 accept_new: bool = False, connect_timeout: float | None = None,
+                 persist: float | None = None):
         if parallel < 1:
             raise SentryfabError(f"--parallel must be at least 1, got {parallel}")
         self.inv = inv
@@ -45,57 +56,48 @@ class Runner:
             keepalive_interval=inv.ssh.keepalive_interval,
             keepalive_count_max=inv.ssh.keepalive_count_max,
         )
-        self._config = connect.fabric_config(inv)
-        # Read once per invocation, shared by every connection (see hostkeys.KnownHosts).
-        self._known = KnownHosts(known_hosts_files(inv.ssh.known_hosts))
-        for warning in self._known.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        self._sessions: dict[str, HostSession] = {}
+        self._holder = held_client.holder(inv, self.opts, persist)
+        self._opener: Opener | None = None
+        self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        self._gateway: Connection | None = None
         self._stop = threading.Event()
+
+    @property
+    def held(self) -> bool:
+        """True if the connections are the connection holder's (they outlive this run)."""
+        return self._holder is not None
 
     # -- connections -------------------------------------------------------------------------
 
-    def session(self, host: Host) -> HostSession:
+    def session(self, host: Host) -> Session:
         """The session for `host`, created once per invocation and then reused."""
         with self._lock:
             s = self._sessions.get(host.name)
             if s is None:
-                conn = connect.build(self.inv, host, self._config, self.opts, self._known,
-                                     self._jump())
-                s = HostSession(host, conn, self._open,
-                                channel_timeout=self.opts.connect_timeout)
+                s = self._new_session(host)
                 self._sessions[host.name] = s
             return s
 
-    def _jump(self) -> Connection | None:
-        # One bastion connection shared by every host (caller holds self._lock).
-        if not self.inv.ssh.jump:
-            return None
-        if self._gateway is None:
-            self._gateway = connect.SharedConfigConnection(self.inv.ssh.jump, config=self._config,
-                                       connect_kwargs=_key_kwargs(self.inv))
-            connect.secure(self._gateway, self.inv, self.opts, self._known)
-        return self._gateway
-
-    _gateway_lock = threading.Lock()
-
-    def _open(self, conn: Connection) -> None:
-        if self._gateway is not None:
-            with self._gateway_lock:  # threads must not race to open the shared bastion
-                if not self._gateway.is_connected:
-                    connect.open_connection(self._gateway, self.inv, self.opts)
-        connect.open_connection(conn, self.inv, self.opts)
+    def _new_session(self, host: Host) -> Session:
+        # Caller holds self._lock.
+        if self._holder is not None:
+            return self._holder.session(host)
+        if self._opener is None:
+            self._opener = Opener(self.inv, self.opts)
+            for warning in self._opener.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+        return HostSession(host, self._opener.build(host), self._opener.open,
+                           channel_timeout=self.opts.connect_timeout)
 
     def close(self) -> None:
-        """Close every connection this runner opened."""
+        """Close every connection this runner opened (held ones stay with their holder;
+        a command running on one is cut off all the same)."""
         with self._lock:
             sessions = list(self._sessions.values())
         for s in sessions:
             s.close()
-        if self._gateway is not None:
-            self._gateway.close()
+        if self._opener is not None:
+            self._opener.close()
 
     def revive(self) -> None:
         """After Ctrl-C closed every connection: let what must still run (releasing the
@@ -112,7 +114,7 @@ class Runner:
 
     # -- fan-out -----------------------------------------------------------------------------
 
-    def each(self, hosts: Sequence[Host], step: Callable[[HostSession], Any], *,
+    def each(self, hosts: Sequence[Host], step: Callable[[Session], Any], *,
              on_done: DoneCallback | None = None, what: str = "") -> list[HostResult]:
         """Run `step(session)` on every host, at most `parallel` at once; results in host order.
 
@@ -161,7 +163,7 @@ class Runner:
             on_done: DoneCallback | None = None) -> list[HostResult]:
         """Run a shell command (or one built per host) everywhere; non-zero exit = failed."""
 
-        def step(s: HostSession) -> CommandOutput:
+        def step(s: Session) -> CommandOutput:
             text = command(s.host) if callable(command) else command
             text = sudo(text) if use_sudo else script(text)
             cb: LineCallback | None = None
@@ -175,7 +177,7 @@ class Runner:
 
         return self.each(hosts, step, on_done=on_done)
 
-    def _one(self, host: Host, step: Callable[[HostSession], Any], what: str = ""
+    def _one(self, host: Host, step: Callable[[Session], Any], what: str = ""
              ) -> HostResult:
         start = time.monotonic()
         try:
@@ -230,7 +232,3 @@ def _interrupted(host: Host, fut: Future, started: bool) -> HostResult:
 def _exit_reason(o: CommandOutput) -> str:
     tail = stderr_tail(o.stderr, 1)
     return f"exit code {o.exit_code}" + (f": {tail}" if tail else "")
-
-
-def _key_kwargs(inv: Inventory) -> dict:
-    return {"key_filename": [str(inv.ssh.key_file)]} if inv.ssh.key_file else {}

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import paramiko
 from fabric import Connection
@@ -29,6 +30,9 @@ EOF_GRACE = 2.0
 
 #: on_line(stream, line) where stream is "stdout" or "stderr"; the line has no newline.
 LineCallback = Callable[[str, str], None]
+
+#: on_chunk(stream, data): output as it arrives, in pieces of any size.
+ChunkCallback = Callable[[str, bytes], None]
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,51 @@ class StoppedAnswering(Unreachable):
     opened in time. Whatever ran there may or may not have finished."""
 
 
-class HostSession:
+class ChannelNotOpened(StoppedAnswering):
+    """The connection is gone or opened no channel: the command never started (so a held
+    connection found dead can be reopened and the command sent again)."""
+
+
+class Session(Protocol):
+    """What a step gets for one host: a direct HostSession or a held_client.HeldSession,
+    alike in everything a step can see (output, exit codes, errors, streaming, Ctrl-C)."""
+
+    host: Host
+
+    @property
+    def user(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def cut(self) -> bool: ...
+
+    def ensure_open(self) -> None: ...
+
+    def run(self, command: str, *, timeout: float | None = None,
+            on_line: LineCallback | None = None, check: bool = False,
+            stdin: bytes | None = None) -> CommandOutput: ...
+
+    def close(self) -> None: ...
+
+
+class Cuttable:
+    """What every session does once Ctrl-C closed it: run nothing more."""
+
+    _cut = False
+
+    @property
+    def cut(self) -> bool:
+        """True once close() was called (Ctrl-C): this session runs nothing more."""
+        return self._cut
+
+    def _refuse_if_cut(self) -> None:
+        if self._cut:
+            raise Unreachable("interrupted")
+
+
+class HostSession(Cuttable):
     """A host and its (lazily opened, then reused) SSH connection."""
 
     def __init__(self, host: Host, conn: Connection, opener: Callable[[Connection], None],
@@ -75,14 +123,18 @@ class HostSession:
         self.channel_timeout = channel_timeout
 
     @property
-    def cut(self) -> bool:
-        """True once close() was called (Ctrl-C): this session runs nothing more."""
-        return self._cut
+    def user(self) -> str:
+        """The login user (the host's, ~/.ssh/config's, or the inventory's)."""
+        return self.conn.user
+
+    @property
+    def connected(self) -> bool:
+        """True if the connection is open now (a later run() will not connect first)."""
+        return bool(self.conn.is_connected)
 
     def ensure_open(self) -> None:
         """Connect if not connected yet; Unreachable if it cannot."""
-        if self._cut:
-            raise Unreachable("interrupted")
+        self._refuse_if_cut()
         with self._open_lock:  # the same host twice in one fan-out: connect once
             if not self.conn.is_connected:
                 self._opener(self.conn)
@@ -112,27 +164,30 @@ class HostSession:
 
 def exec_on(conn: Connection, command: str, *, timeout: float | None = None,
             on_line: LineCallback | None = None, stdin: bytes | None = None,
-            channel_timeout: float = CHANNEL_TIMEOUT) -> CommandOutput:
+            channel_timeout: float = CHANNEL_TIMEOUT, on_chunk: ChunkCallback | None = None,
+            cancel: threading.Event | None = None) -> CommandOutput:
     """Run `command` on an open connection's own channel, reading stdout and stderr together.
 
     `stdin`, if given, is sent whole and then closed: how file contents travel (over the
     same encrypted channel, without a temporary file readable by others on either side).
     A connection that dies under the command (the keepalives went unanswered) or a channel
     that does not open in `channel_timeout` s raise StoppedAnswering: the host is gone, not
-    the command failed.
+    the command failed. `on_chunk` sees the output as it arrives; setting `cancel` ends
+    the wait (the command is then reported "interrupted").
     """
     start = time.monotonic()
     deadline = start + timeout if timeout else None
     transport = conn.client.get_transport()
     chan = _open_channel(transport, channel_timeout)
     out, err = bytearray(), bytearray()
-    lines = _LineSplitter(on_line) if on_line else None
+    lines = LineSplitter(on_line) if on_line else None
+    sink = _Sink(out, err, on_chunk or (lines.feed if lines else None))
     try:
         chan.exec_command(command)
         if stdin is not None:
             chan.sendall(stdin)
         chan.shutdown_write()
-        error = _read_until_done(chan, transport, out, err, lines, start, deadline, timeout)
+        error = _read_until_done(chan, transport, sink, start, deadline, timeout, cancel)
         if lines:
             lines.flush()
         code, error = _exit_code(chan, transport, error)
@@ -153,23 +208,44 @@ def _open_channel(transport: paramiko.Transport | None,
     """A new session channel; StoppedAnswering if the connection is gone or none opens in
     `channel_timeout` s."""
     if transport is None or not transport.is_active():
-        raise StoppedAnswering("connection lost")
+        raise ChannelNotOpened("connection lost")
     try:
         return transport.open_session(timeout=channel_timeout)
     except (paramiko.SSHException, EOFError, OSError) as e:
-        raise StoppedAnswering(f"no SSH channel opened within {channel_timeout:g} s ({e})"
+        raise ChannelNotOpened(f"no SSH channel opened within {channel_timeout:g} s ({e})"
                                if "Timeout" in str(e) else f"connection lost ({e})") from None
 
 
-def _read_until_done(chan: paramiko.Channel, transport: paramiko.Transport, out: bytearray,
-                     err: bytearray, lines: _LineSplitter | None, start: float,
-                     deadline: float | None, timeout: float | None) -> str | None:
-    """Read the command's output into `out` and `err` until it is complete, or until the
-    deadline: None when complete, else the timeout's error. StoppedAnswering if the
-    connection dies under the command."""
+class _Sink:
+    """Where output goes: the whole of it in `out`/`err`, and each piece to `on_chunk`."""
+
+    def __init__(self, out: bytearray, err: bytearray, on_chunk: ChunkCallback | None):
+        self.out, self.err, self.on_chunk = out, err, on_chunk
+
+    def read_ready(self, chan: paramiko.Channel) -> None:
+        """Whatever output has arrived: all of stdout's, then all of stderr's."""
+        while chan.recv_ready():
+            self._keep("stdout", self.out, chan.recv(65536))
+        while chan.recv_stderr_ready():
+            self._keep("stderr", self.err, chan.recv_stderr(65536))
+
+    def _keep(self, stream: str, buf: bytearray, chunk: bytes) -> None:
+        buf += chunk
+        if self.on_chunk:
+            self.on_chunk(stream, chunk)
+
+
+def _read_until_done(chan: paramiko.Channel, transport: paramiko.Transport, sink: _Sink,
+                     start: float, deadline: float | None, timeout: float | None,
+                     cancel: threading.Event | None = None) -> str | None:
+    """Read the command's output into the sink until it is complete, or until the deadline
+    or `cancel`: None when complete, else why not. StoppedAnswering if the connection dies
+    under the command."""
     status_at: float | None = None
     while True:
-        _read_ready(chan, out, err, lines)
+        sink.read_ready(chan)
+        if cancel is not None and cancel.is_set():
+            return "interrupted"
         # sshd sends exit-status when the process exits, which can be before it has read
         # the last output from the process's pipes: the output is complete at EOF. A
         # background child that keeps the pipe open would hold EOF back for as long as
@@ -195,21 +271,6 @@ def _read_until_done(chan: paramiko.Channel, transport: paramiko.Transport, out:
         select.select([chan], [], [], wait)
 
 
-def _read_ready(chan: paramiko.Channel, out: bytearray, err: bytearray,
-                lines: _LineSplitter | None) -> None:
-    """Whatever output has arrived: all of stdout's, then all of stderr's."""
-    while chan.recv_ready():
-        chunk = chan.recv(65536)
-        out += chunk
-        if lines:
-            lines.feed("stdout", chunk)
-    while chan.recv_stderr_ready():
-        chunk = chan.recv_stderr(65536)
-        err += chunk
-        if lines:
-            lines.feed("stderr", chunk)
-
-
 def _exit_code(chan: paramiko.Channel, transport: paramiko.Transport,
                error: str | None) -> tuple[int | None, str | None]:
     """The exit code (None after a timeout) and the error to report. A channel closed with
@@ -222,7 +283,7 @@ def _exit_code(chan: paramiko.Channel, transport: paramiko.Transport,
     return code, error
 
 
-class _LineSplitter:
+class LineSplitter:
     """Turns chunks into whole lines for --stream (a chunk may end mid-line)."""
 
     def __init__(self, on_line: LineCallback):

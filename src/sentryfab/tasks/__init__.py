@@ -6,6 +6,7 @@ from . import (
     adhoc,
     capacity,
     config,
+    conn,
     cron,
     db,
     deploy,
@@ -21,6 +22,7 @@ from . import (
     web,
     worker,
 )
+from ._common import NO_PERSIST_HELP
 
 ns = Collection()
 ns.add_task(adhoc.hosts_)
@@ -32,6 +34,7 @@ ns.add_task(status.status_)
 ns.add_task(docs.docs)
 ns.add_collection(capacity.ns)
 ns.add_collection(config.ns)
+ns.add_collection(conn.ns)
 ns.add_collection(deploy.ns)
 ns.add_collection(lab.ns)
 ns.add_collection(ops.lock_ns)
@@ -41,3 +44,14 @@ web.ns.add_task(scale.web_scale)
 worker.ns.add_task(scale.worker_scale)
 for _role_ns in (db, redis, pgbouncer, web, worker, cron, nginx):
     ns.add_collection(_role_ns.ns)
+
+
+def _every_task(collection: Collection):
+    yield from collection.tasks.values()
+    for child in collection.collections.values():
+        yield from _every_task(child)
+
+
+# `handled` gives every task --no-persist; its help is said once, here.
+for _task in _every_task(ns):
+    _task.help.setdefault("no-persist", NO_PERSIST_HELP)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -39,11 +41,21 @@ def helps(*names: str, **extra: str) -> dict[str, str]:
     return {n: SELECT_HELP[n] for n in names} | {k.replace("_", "-"): v for k, v in extra.items()}
 
 
+#: Every task takes --no-persist (tasks/__init__.py gives it this help).
+NO_PERSIST_HELP = ("connect directly and close the connections at the end, instead of "
+                   "through the connections held between commands (ssh: persist:)")
+
+
 def handled(fn: F) -> F:
-    """Turn sentryfab errors into a message and an exit code; never a traceback."""
+    """Turn sentryfab errors into a message and an exit code; never a traceback. Also
+    gives the task --no-persist."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, no_persist: bool = False, **kwargs: Any) -> Any:
+        if no_persist:
+            from ..inventory import NO_PERSIST_ENV
+
+            os.environ[NO_PERSIST_ENV] = "1"  # read by remote.held_client
         try:
             return fn(*args, **kwargs)
         except ChangeInterrupted as e:
@@ -74,6 +86,10 @@ def handled(fn: F) -> F:
             console.err.print("[red]interrupted[/]")
             raise Exit(code=130) from None
 
+    sig = inspect.signature(fn)
+    flag = inspect.Parameter("no_persist", inspect.Parameter.KEYWORD_ONLY, default=False)
+    wrapper.__signature__ = sig.replace(  # type: ignore[attr-defined]
+        parameters=[*sig.parameters.values(), flag])
     return wrapper  # type: ignore[return-value]
 
 

@@ -12,7 +12,7 @@ from ...configs.render import Rendered
 from ...errors import RemoteError
 from ...inventory import Host, Inventory
 from ...plans.failover import Action, Options, Plan
-from ...remote import HostSession, Runner
+from ...remote import Runner, Session
 from ...remote.session import CommandOutput
 from ...results import stderr_tail
 from ...secrets import Secrets
@@ -53,7 +53,7 @@ class Run:
         """The inventory host called `name`."""
         return self.inv.host(name)
 
-    def session(self, name: str) -> HostSession:
+    def session(self, name: str) -> Session:
         """The (reused) SSH session to `name`."""
         return self.runner.session(self.inv.host(name))
 
