@@ -223,3 +223,27 @@ def test_held_lines_say_how_long_each_connection_is_open_idle_and_left():
         ["db-1", "deploy@10.0.0.9:22", "10 s", "0 s", "in use (dead: reopened at next use)",
          "3", "0"],
         ["web-2", "deploy@10.0.0.2:22", "100 s", "30 s", "9 min 30 s", "12", "1"]]
+
+
+def test_every_task_takes_no_persist_with_its_help():
+    from sentryfab.tasks import _every_task, ns
+
+    for t in _every_task(ns):
+        [arg] = [a for a in t.get_arguments() if a.name == "no_persist"]
+        assert arg.kind is bool and arg.default is False, t.name
+        assert arg.help.startswith("connect directly and close the connections"), t.name
+
+
+def test_no_persist_sets_the_switch_the_runner_reads(monkeypatch):
+    from sentryfab.tasks._common import handled
+
+    monkeypatch.delenv("SENTRYFAB_NO_PERSIST", raising=False)
+    seen = []
+
+    @handled
+    def body(c, x=1):
+        seen.append((x, os.environ.get("SENTRYFAB_NO_PERSIST")))
+
+    body(None, x=2)
+    body(None, x=3, no_persist=True)
+    assert seen == [(2, None), (3, "1")]

@@ -10,7 +10,7 @@ import pytest
 
 from sentryfab.lab import commands as cmd
 from sentryfab.lab.image import cache_key, parse_mirror
-from sentryfab.lab.topology import find_host
+from sentryfab.lab.topology import GATEWAY_CIDR, find_host
 
 WEB1 = find_host("web-1")
 SCALE1 = find_host("scale-1")
@@ -25,10 +25,14 @@ def test_ip_builders():
         "address", "02:00:0a:e7:00:0b", "netns", "sfblab-web-1"]
     assert cmd.veth_attach(WEB1, "sfblab0") == [
         "ip", "link", "set", "sfb-11", "master", "sfblab0", "up"]
-    assert cmd.addr_add("10.231.0.11/24", "eth0", "sfblab-web-1") == [
-        "ip", "-n", "sfblab-web-1", "addr", "add", "10.231.0.11/24", "dev", "eth0"]
-    assert cmd.addr_add("10.231.0.1/24", "sfblab0") == [
-        "ip", "addr", "add", "10.231.0.1/24", "dev", "sfblab0"]
+    assert cmd.addr_add(WEB1.cidr, "eth0", "sfblab-web-1") == [
+        "ip", "-n", "sfblab-web-1", "addr", "add", "10.231.0.11/23", "dev", "eth0"]
+    assert cmd.addr_add(GATEWAY_CIDR, "sfblab0") == [
+        "ip", "addr", "add", "10.231.0.1/23", "dev", "sfblab0"]
+    assert cmd.addr_del("10.231.0.11/24", "eth0", "sfblab-web-1") == [
+        "ip", "-n", "sfblab-web-1", "addr", "del", "10.231.0.11/24", "dev", "eth0"]
+    assert cmd.addr_del("10.231.0.1/24", "sfblab0") == [
+        "ip", "addr", "del", "10.231.0.1/24", "dev", "sfblab0"]
     assert cmd.link_up("lo", "sfblab-web-1") == ["ip", "-n", "sfblab-web-1", "link", "set",
                                                  "lo", "up"]
     assert cmd.addr_show(None, "sfblab-web-1") == ["ip", "-n", "sfblab-web-1", "-j", "addr",
@@ -37,6 +41,22 @@ def test_ip_builders():
     assert cmd.netns_add("sfblab-web-1") == ["ip", "netns", "add", "sfblab-web-1"]
     assert cmd.netns_del("sfblab-web-1") == ["ip", "netns", "del", "sfblab-web-1"]
     assert cmd.link_del("sfb-11") == ["ip", "link", "del", "sfb-11"]
+    scale = find_host("scale-151")
+    assert cmd.veth_add(scale) == [
+        "ip", "link", "add", "sfb-356", "type", "veth", "peer", "name", "eth0",
+        "address", "02:00:0a:e7:01:64", "netns", "sfblab-scale-151"]
+    assert cmd.addr_add(scale.cidr, "eth0", scale.netns) == [
+        "ip", "-n", "sfblab-scale-151", "addr", "add", "10.231.1.100/23", "dev", "eth0"]
+
+
+def test_addresses_a_lab_of_another_prefix_length_left():
+    # A lab brought up when the subnet was a /24: its /24 addresses go, nothing else does.
+    left = frozenset({"10.231.0.1/24", "10.231.0.1/23", "192.0.2.1/24"})
+    assert cmd.other_prefix_lengths(left, "10.231.0.1/23") == ["10.231.0.1/24"]
+    assert cmd.other_prefix_lengths(frozenset({"10.231.0.11/24"}), "10.231.0.11/23") == [
+        "10.231.0.11/24"]
+    assert cmd.other_prefix_lengths(frozenset({"10.231.0.110/23"}), "10.231.0.11/23") == []
+    assert cmd.other_prefix_lengths(frozenset(), "10.231.0.11/23") == []
 
 
 def test_iptables_forward():

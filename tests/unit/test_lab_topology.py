@@ -8,12 +8,20 @@ import pytest
 import yaml
 
 from sentryfab.lab.topology import (
+    BRIDGE_MAC,
+    GATEWAY,
+    GATEWAY_CIDR,
     MAX_SCALE_HOSTS,
+    PREFIX_LEN,
+    SUBNET,
+    address_of,
     find_host,
     inventory,
     inventory_yaml,
     known_hosts_text,
     lab_hosts,
+    mac_of,
+    number_of,
     role_hosts,
     scale_hosts,
 )
@@ -43,12 +51,45 @@ def test_scale_hosts_from_100_without_docker():
         ("scale-2", "10.231.0.101", (), False),
         ("scale-3", "10.231.0.102", (), False),
     ]
-    assert scale_hosts(MAX_SCALE_HOSTS)[-1].address == "10.231.0.249"
+    assert scale_hosts(MAX_SCALE_HOSTS)[-1].address == "10.231.1.199"
+
+
+def test_the_lab_subnet_and_the_bridge():
+    assert (str(SUBNET), PREFIX_LEN) == ("10.231.0.0/23", 23)
+    assert (GATEWAY, GATEWAY_CIDR, BRIDGE_MAC) == (
+        "10.231.0.1", "10.231.0.1/23", "02:00:0a:e7:00:01")
+
+
+@pytest.mark.parametrize(("i", "address", "mac", "veth"), [
+    (1, "10.231.0.100", "02:00:0a:e7:00:64", "sfb-100"),
+    (150, "10.231.0.249", "02:00:0a:e7:00:f9", "sfb-249"),
+    (151, "10.231.1.100", "02:00:0a:e7:01:64", "sfb-356"),
+    (250, "10.231.1.199", "02:00:0a:e7:01:c7", "sfb-455"),
+])
+def test_scale_host_names(i, address, mac, veth):
+    host = scale_hosts(MAX_SCALE_HOSTS)[i - 1]
+    assert (host.name, host.address, host.mac, host.veth, host.cidr, host.netns) == (
+        f"scale-{i}", address, mac, veth, f"{address}/23", f"sfblab-scale-{i}")
+    assert find_host(f"scale-{i}") == host
+
+
+def test_numbers_addresses_and_macs():
+    assert (address_of(1), address_of(255), address_of(256), address_of(510)) == (
+        "10.231.0.1", "10.231.0.255", "10.231.1.0", "10.231.1.254")
+    assert (number_of("10.231.0.16"), number_of("10.231.1.199")) == (16, 455)
+    for bad in (0, 511, -1):
+        with pytest.raises(ValueError, match="10.231.0.0/23"):
+            address_of(bad)
+    for bad in ("10.231.0.0", "10.231.1.255", "10.231.2.1", "10.230.0.16"):
+        with pytest.raises(ValueError, match="10.231.0.0/23"):
+            number_of(bad)
+    assert mac_of("10.231.1.200") == "02:00:0a:e7:01:c8"
 
 
 @pytest.mark.parametrize("count", [-1, MAX_SCALE_HOSTS + 1])
 def test_scale_count_is_bounded(count):
-    with pytest.raises(ValueError, match="between 0 and 150"):
+    assert MAX_SCALE_HOSTS == 250
+    with pytest.raises(ValueError, match="between 0 and 250, got"):
         scale_hosts(count)
 
 
@@ -57,7 +98,7 @@ def test_names_of_a_host():
     assert host is not None
     assert (host.netns, host.netns_path, host.veth, host.cidr, host.mac) == (
         "sfblab-redis-queue-1", "/var/run/netns/sfblab-redis-queue-1", "sfb-16",
-        "10.231.0.16/24", "02:00:0a:e7:00:10")
+        "10.231.0.16/23", "02:00:0a:e7:00:10")
     assert host.paths.root == Path("/var/lib/sentryfab-lab/hosts/redis-queue-1")
     assert host.paths.authorized_keys == Path(
         "/var/lib/sentryfab-lab/hosts/redis-queue-1/root/.ssh/authorized_keys")
@@ -65,15 +106,26 @@ def test_names_of_a_host():
 
 def test_link_names_fit_the_kernel_and_everything_is_unique():
     hosts = lab_hosts(MAX_SCALE_HOSTS)
+    assert len(hosts) == 11 + 250
     assert all(len(h.veth) <= 15 for h in hosts)
-    for attribute in ("name", "address", "veth", "netns", "mac"):
+    for attribute in ("name", "address", "veth", "netns", "mac", "number"):
         values = [getattr(h, attribute) for h in hosts]
         assert len(set(values)) == len(values), attribute
+    # Every host in the subnet, none on the bridge's address or the blackhole a test uses.
+    assert all(h.address in {str(a) for a in SUBNET.hosts()} for h in hosts)
+    assert not {GATEWAY, "10.231.0.250"} & {h.address for h in hosts}
+    assert BRIDGE_MAC not in {h.mac for h in hosts}
+    # Each MAC spells its host's address: locally administered, unicast.
+    for h in hosts:
+        first, second, *rest = h.mac.split(":")
+        assert (first, second) == ("02", "00")
+        assert ".".join(str(int(b, 16)) for b in rest) == h.address
 
 
 def test_find_host():
     assert find_host("scale-150").address == "10.231.0.249"
-    assert find_host("scale-151") is None
+    assert find_host("scale-250").address == "10.231.1.199"
+    assert find_host("scale-251") is None
     assert find_host("web-9") is None
 
 

@@ -10,7 +10,11 @@ from typing import Any
 
 from ..inventory import Inventory
 from .catalog import CONFIG_ROOT
-from .pki import CLIENT_CN
+
+#: The client identity every pgBackRest server authorises for the stanza (configs/pki.py
+#: writes it into the client certificate; here so that the inventory's checks, which read
+#: this module, do not load the X.509 machinery).
+CLIENT_CN = "sentryfab-backup"
 
 #: pgBackRest's name for the cluster's backups.
 STANZA = "sentry"

@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.x509.oid import NameOID
 
-#: The client identity every pgBackRest server authorises for the stanza.
-CLIENT_CN = "sentryfab-backup"
+from .backup import CLIENT_CN
+
 _SALT = b"sentryfab backup tls v1"
 # Fixed, so that a render never differs; the seed, not the date, is what rotates them.
 _NOT_BEFORE = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)

@@ -40,6 +40,11 @@ def addr_add(cidr: str, dev: str, netns: str | None = None) -> list[str]:
     return _ip(netns, "addr", "add", cidr, "dev", dev)
 
 
+def addr_del(cidr: str, dev: str, netns: str | None = None) -> list[str]:
+    """Take an address off `dev` (inside `netns` when given)."""
+    return _ip(netns, "addr", "del", cidr, "dev", dev)
+
+
 def link_up(dev: str, netns: str | None = None) -> list[str]:
     """Bring `dev` up (inside `netns` when given)."""
     return _ip(netns, "link", "set", dev, "up")
@@ -66,6 +71,13 @@ def parse_addr_show(text: str) -> dict[str, tuple[bool, frozenset[str]]]:
         )
         links[link["ifname"]] = ("UP" in link.get("flags", []), cidrs)
     return links
+
+
+def other_prefix_lengths(cidrs: frozenset[str], wanted: str) -> list[str]:
+    """The CIDRs among `cidrs` with the address of `wanted` and another prefix length: what a
+    lab made with an older subnet left on a link (they add routes of their own)."""
+    address = wanted.split("/", 1)[0]
+    return sorted(c for c in cidrs if c != wanted and c.split("/", 1)[0] == address)
 
 
 def netns_add(netns: str) -> list[str]:

@@ -139,7 +139,7 @@ def _recorded_hosts(state: dict) -> list[Host]:
     if HOSTS_ROOT.is_dir():
         names |= {p.name for p in HOSTS_ROOT.iterdir()}
     found = [h for h in map(find_host, names) if h is not None]
-    return sorted(found, key=lambda h: h.octet)
+    return sorted(found, key=lambda h: h.number)
 
 
 def _parallel(items: Sequence[Host], fn: Callable[[Host], T], workers: int) -> list[T]:

@@ -14,9 +14,8 @@ from sentryfab.lab.system import run
 from sentryfab.lab.topology import (
     BRIDGE,
     BRIDGE_MAC,
-    GATEWAY,
+    GATEWAY_CIDR,
     NETNS_PREFIX,
-    PREFIX_LEN,
     VETH_PREFIX,
     Host,
 )
@@ -44,9 +43,12 @@ def ensure_bridge() -> list[str]:
         actions.append(f"created bridge {BRIDGE}")
     up, cidrs = cmd.parse_addr_show(run(cmd.addr_show(BRIDGE), what="reading bridge").stdout)[
         BRIDGE]
-    if f"{GATEWAY}/{PREFIX_LEN}" not in cidrs:
-        run(cmd.addr_add(f"{GATEWAY}/{PREFIX_LEN}", BRIDGE), what=f"addressing {BRIDGE}")
-        actions.append(f"address {GATEWAY}/{PREFIX_LEN} on {BRIDGE}")
+    if GATEWAY_CIDR not in cidrs:
+        run(cmd.addr_add(GATEWAY_CIDR, BRIDGE), what=f"addressing {BRIDGE}")
+        actions.append(f"address {GATEWAY_CIDR} on {BRIDGE}")
+    for stale in cmd.other_prefix_lengths(cidrs, GATEWAY_CIDR):
+        run(cmd.addr_del(stale, BRIDGE), what=f"addressing {BRIDGE}")
+        actions.append(f"removed address {stale} from {BRIDGE}")
     if not up:
         run(cmd.link_up(BRIDGE), what=f"bringing {BRIDGE} up")
     return actions
@@ -106,6 +108,9 @@ def ensure_host_network(host: Host) -> list[str]:
     if host.cidr not in cidrs:
         run(cmd.addr_add(host.cidr, "eth0", host.netns), what=what, host=host.name)
         actions.append(f"address {host.cidr}")
+    for stale in cmd.other_prefix_lengths(cidrs, host.cidr):
+        run(cmd.addr_del(stale, "eth0", host.netns), what=what, host=host.name)
+        actions.append(f"removed address {stale}")
     if not eth_up:
         run(cmd.link_up("eth0", host.netns), what=what, host=host.name)
     if not inside.get("lo", (False, frozenset()))[0]:

@@ -6,6 +6,7 @@ described, tested and torn down without touching the machine.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,20 +14,59 @@ from pathlib import Path
 import yaml
 
 BRIDGE = "sfblab0"  # kernel link names are at most 15 characters
-SUBNET_PREFIX = "10.231.0."
-PREFIX_LEN = 24
-GATEWAY = SUBNET_PREFIX + "1"
-MAC_PREFIX = "02:00:0a:e7:00:"  # locally administered; the rest spells 10.231.0.x
-BRIDGE_MAC = MAC_PREFIX + "01"
+#: The lab's one subnet: the bridge, every host's eth0 and their routes use its prefix length.
+#: Role hosts and the bridge sit in its first /24 as they always have; scale hosts take
+#: .100-.249 of each /24 in turn (scale_number), so 10.231.0.250 and up stay free: a test
+#: uses 10.231.0.250 as an address on the bridge that nobody answers.
+SUBNET = ipaddress.IPv4Network("10.231.0.0/23")
+PREFIX_LEN = SUBNET.prefixlen
 NETNS_PREFIX = "sfblab-"  # our own prefix, so `down` can find leftovers without a state file
 VETH_PREFIX = "sfb-"
 STATE_ROOT = Path("/var/lib/sentryfab-lab")
 STATE_FILE = STATE_ROOT / "lab.json"
 HOSTS_ROOT = STATE_ROOT / "hosts"
 
-ROLE_BASE_OCTET = 10
-SCALE_BASE_OCTET = 100
-MAX_SCALE_HOSTS = 150  # .100 .. .249 stays inside the /24, below broadcast
+GATEWAY_NUMBER = 1  # the machine's own address on the bridge
+ROLE_BASE_NUMBER = 10
+SCALE_BASE_OCTET = 100  # scale hosts use last bytes .100 .. .249 of each /24
+SCALE_PER_BLOCK = 150
+MAX_SCALE_HOSTS = 250  # 10.231.0.100-249, then 10.231.1.100-199
+
+
+def address_of(number: int) -> str:
+    """The lab address `number` places after the subnet's own address (1: the bridge)."""
+    if not 0 < number < SUBNET.num_addresses - 1:
+        raise ValueError(f"{number} is not a host number of the lab subnet {SUBNET}")
+    return str(SUBNET.network_address + number)
+
+
+def number_of(address: str) -> int:
+    """Where `address` is in the lab subnet: the inverse of address_of."""
+    number = int(ipaddress.IPv4Address(address)) - int(SUBNET.network_address)
+    if not 0 < number < SUBNET.num_addresses - 1:
+        raise ValueError(f"{address} is not a host address of the lab subnet {SUBNET}")
+    return number
+
+
+def mac_of(address: str) -> str:
+    """A fixed, locally administered MAC (02:00) followed by the four bytes of the address."""
+    return "02:00:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(address).packed)
+
+
+def veth_of(number: int) -> str:
+    """The machine's end of a host's veth, named by its host number (at most 15 characters)."""
+    return f"{VETH_PREFIX}{number}"
+
+
+def scale_number(i: int) -> int:
+    """Host number of scale-i (1-based): .100-.249 of the first /24, then of the next."""
+    block, offset = divmod(i - 1, SCALE_PER_BLOCK)
+    return 256 * block + SCALE_BASE_OCTET + offset
+
+
+GATEWAY = address_of(GATEWAY_NUMBER)
+GATEWAY_CIDR = f"{GATEWAY}/{PREFIX_LEN}"
+BRIDGE_MAC = mac_of(GATEWAY)
 
 IMAGE = "lab/base"
 IMAGE_TAG = "1"
@@ -185,14 +225,14 @@ class Host:
     has_docker: bool
 
     @property
-    def octet(self) -> int:
-        """Last address byte; unique in the lab, so it names the host's veth."""
-        return int(self.address.rsplit(".", 1)[1])
+    def number(self) -> int:
+        """Where the address is in the lab subnet; unique in the lab, so it names the veth."""
+        return number_of(self.address)
 
     @property
     def mac(self) -> str:
         """A fixed MAC for eth0: a re-created veth keeps it, so no ARP cache goes stale."""
-        return f"{MAC_PREFIX}{self.octet:02x}"
+        return mac_of(self.address)
 
     @property
     def netns(self) -> str:
@@ -204,7 +244,7 @@ class Host:
 
     @property
     def veth(self) -> str:
-        return f"{VETH_PREFIX}{self.octet}"
+        return veth_of(self.number)
 
     @property
     def cidr(self) -> str:
@@ -225,7 +265,7 @@ class Host:
 def role_hosts() -> list[Host]:
     """The fixed Sentry-shaped hosts, each with sshd and a Docker engine."""
     return [
-        Host(name, f"{SUBNET_PREFIX}{ROLE_BASE_OCTET + i}", roles, has_docker=True)
+        Host(name, address_of(ROLE_BASE_NUMBER + i), roles, has_docker=True)
         for i, (name, roles) in enumerate(ROLE_HOSTS)
     ]
 
@@ -235,7 +275,7 @@ def scale_hosts(count: int) -> list[Host]:
     if not 0 <= count <= MAX_SCALE_HOSTS:
         raise ValueError(f"scale hosts must be between 0 and {MAX_SCALE_HOSTS}, got {count}")
     return [
-        Host(f"scale-{i}", f"{SUBNET_PREFIX}{SCALE_BASE_OCTET + i - 1}", (), has_docker=False)
+        Host(f"scale-{i}", address_of(scale_number(i)), (), has_docker=False)
         for i in range(1, count + 1)
     ]
 

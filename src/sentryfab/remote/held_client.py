@@ -185,6 +185,7 @@ class HeldSession(Cuttable):
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the thread reading from it
             except OSError:
                 pass
+            sock.close()
 
 
 # -- reaching the holder ----------------------------------------------------------------------

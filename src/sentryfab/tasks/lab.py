@@ -27,7 +27,7 @@ def repo_root() -> Path:
 
 
 @task(auto_shortflags=False,
-      help={"hosts": "scale hosts (sshd only) to add to the 10 role hosts, 0-150"})
+      help={"hosts": "scale hosts (sshd only) to add to the 11 role hosts, 0-250"})
 @handled
 def up(c, hosts=0):
     """Bring the lab up, or fix what is missing: role hosts (sshd + Docker) and scale hosts."""
