@@ -56,30 +56,52 @@ def lab_copy(path: Path) -> Path:
 
 # --- the contenders -------------------------------------------------------------------------
 
-def run_true_tool(inv: Path, n: int) -> fo.Tool:
+def hold(inv: Path, conn_dir: Path, n: int) -> None:
+    """Make the holder in `conn_dir` hold a live connection to each of the n hosts (an
+    untimed `fab run true` when it does not)."""
+    live = {h for h, (_, _, alive) in fo.held_map(fo.holder_status(conn_dir)).items() if alive}
+    if len(live) == n:
+        return
+    proc = subprocess.run([str(fo.FAB), "run", f"--parallel={PARALLEL}", "true"], cwd=fo.REPO,
+                          env={**os.environ, "SENTRYFAB_INVENTORY": str(inv),
+                               fo.CONN_DIR_ENV: str(conn_dir)},
+                          capture_output=True, text=True, timeout=fo.RUN_TIMEOUT)
+    if f"{n} ok, 0 failed, 0 unreachable" not in proc.stdout:
+        raise RuntimeError(f"holding the connections failed: {fo.tail(proc.stdout + proc.stderr)}")
+
+
+def fab_tool(name: str, argv: list[str], inv: Path, n: int, conn_dir: Path, held: bool,
+             done: str) -> fo.Tool:
+    """A `fab` contender: cold (no holder before or after: the first command of the day
+    starts one) or held (the holder in `conn_dir` holds every connection already)."""
+
+    def invoke(_: Sequence[fo.Target]) -> fo.Invocation:
+        env = {"SENTRYFAB_INVENTORY": str(inv), fo.CONN_DIR_ENV: str(conn_dir)}
+        if held:
+            return fo.Invocation(argv, env=env, cwd=fo.REPO,
+                                 before=lambda: hold(inv, conn_dir, n), holder=conn_dir,
+                                 reuse=True)
+        return fo.Invocation(argv, env=env, cwd=fo.REPO,
+                             before=lambda: fo.stop_holders(conn_dir),
+                             after=lambda: fo.stop_holders(conn_dir), holder=conn_dir)
+
+    def missing(output: str, hosts: int) -> str | None:
+        return None if done in output else "not every host ok"
+
+    return fo.Tool(f"{name}, {'held' if held else 'cold'}", invoke, missing)
+
+
+def run_true_tool(inv: Path, n: int, conn_dir: Path, held: bool) -> fo.Tool:
     """The baseline: one connection and one `true` per host, the real CLI."""
-
-    def invoke(_: Sequence[fo.Target]) -> fo.Invocation:
-        return fo.Invocation([str(fo.FAB), "run", f"--parallel={PARALLEL}", "true"],
-                             env={"SENTRYFAB_INVENTORY": str(inv)}, cwd=fo.REPO)
-
-    def missing(output: str, hosts: int) -> str | None:
-        return None if f"{n} ok, 0 failed, 0 unreachable" in output else "not every host ok"
-
-    return fo.Tool('sentryfab `fab run "true"`', invoke, missing)
+    return fab_tool('sentryfab `fab run "true"`', [str(fo.FAB), "run", f"--parallel={PARALLEL}",
+                                                    "true"], inv, n, conn_dir, held,
+                    f"{n} ok, 0 failed, 0 unreachable")
 
 
-def status_tool(inv: Path, n: int) -> fo.Tool:
+def status_tool(inv: Path, n: int, conn_dir: Path, held: bool) -> fo.Tool:
     """`fab status`, its table on a pipe as a script or a cron job would see it."""
-
-    def invoke(_: Sequence[fo.Target]) -> fo.Invocation:
-        return fo.Invocation([str(fo.FAB), "status", f"--parallel={PARALLEL}"],
-                             env={"SENTRYFAB_INVENTORY": str(inv)}, cwd=fo.REPO)
-
-    def missing(output: str, hosts: int) -> str | None:
-        return None if f"lab: {n} hosts, {n} ok" in output else "not every host ok"
-
-    return fo.Tool("sentryfab `fab status`", invoke, missing)
+    return fab_tool("sentryfab `fab status`", [str(fo.FAB), "status", f"--parallel={PARALLEL}"],
+                    inv, n, conn_dir, held, f"lab: {n} hosts, {n} ok")
 
 
 def ansible_inventory(inv_path: Path, out: Path) -> Path:
@@ -153,7 +175,8 @@ def cold_runs(tools: Sequence[fo.Tool], targets: Sequence[fo.Target],
 
 def breakdown(inv: Path) -> dict:
     """One untimed `fab status --json`: per-host check time on the host and SSH overhead."""
-    r = subprocess.run([str(fo.FAB), "status", "--json", f"--parallel={PARALLEL}"],
+    r = subprocess.run([str(fo.FAB), "status", "--json", "--no-persist",
+                        f"--parallel={PARALLEL}"],
                        env={**os.environ, "SENTRYFAB_INVENTORY": str(inv)}, cwd=fo.REPO,
                        capture_output=True, text=True, timeout=120)
     return json.loads(r.stdout)
@@ -169,7 +192,7 @@ def warm_rounds(inv_path: Path, runs: int) -> tuple[list[float], list[float], fl
     inv = inventory.load(inv_path)
     hosts = list(inv.hosts)
     status_times, true_times, status_cpu, true_cpu = [], [], [], []
-    with Runner(inv, parallel=PARALLEL) as runner:
+    with Runner(inv, parallel=PARALLEL, persist=0) as runner:
         checker = StatusChecker(runner, inv, load_secrets(inv), hosts)
         checker.round()  # connects
         for _ in range(runs):
@@ -199,7 +222,7 @@ def alone(inv_path: Path, runs: int) -> dict[str, float]:
 
     inv = inventory.load(inv_path)
     out: dict[str, float] = {}
-    with Runner(inv) as runner:
+    with Runner(inv, persist=0) as runner:
         checker = StatusChecker(runner, inv, load_secrets(inv), list(inv.hosts))
         for h in inv.hosts:
             s = runner.session(h)
@@ -248,7 +271,8 @@ def report(samples: Sequence[fo.Sample], tools: Sequence[fo.Tool], n: int, runs:
         "|  |  |", "| --- | --- |",
     ]
     out += [row(f) for f in fo.machine_facts(lab, load_before)]
-    out += ["", "## Cold: one invocation per run", "",
+    out += ["", "## One invocation per run (cold: nothing held; held: the holder has every "
+                "connection open)", "",
             row(["contender", "wall: median (min-max)", "client CPU / host", "runs ok"]),
             row(["---"] * 4)]
     for t in tools:
@@ -303,13 +327,19 @@ def report(samples: Sequence[fo.Sample], tools: Sequence[fo.Tool], n: int, runs:
     out += ["", "## Aims (from the issue)", "", row(["aim", "measured", "met"]),
             row(["---"] * 3)]
     if st and tr:
-        out.append(row([f'`fab status` within {AIM}x `fab run "true"`, same {n} hosts',
+        out.append(row([f'cold: `fab status` within {AIM}x `fab run "true"`, same {n} hosts',
                         f"{st / tr:.2f}x ({st:.2f} s vs {tr:.2f} s)", fo.yes(st <= AIM * tr)]))
     if st and tr:
         proj = tr + slowest
         out.append(row(["(projection, not measured) the same on separate machines: "
                         "`fab run` + the slowest host alone",
                         f"{proj / tr:.2f}x ({proj:.2f} s vs {tr:.2f} s)", "-"]))
+    hs, ht = (statistics.median(s.wall for s in med(samples, t.name)) if med(samples, t.name)
+              else None for t in tools[3:5])
+    if hs and ht:
+        out.append(row([f'held: `fab status` within {AIM}x `fab run "true"`, both on held '
+                        f"connections, same {n} hosts", f"{hs / ht:.2f}x ({hs:.2f} s vs "
+                        f"{ht:.2f} s)", fo.yes(hs <= AIM * ht)]))
     if st and an:
         a = statistics.median(s.wall for s in an)
         out.append(row(["side by side with Ansible running the same scripts",
@@ -335,8 +365,15 @@ def main() -> None:
 
         targets = [fo.Target(h.name, h.address) for h in inventory.load(inv).hosts]
         n = len(targets)
-        tools = [status_tool(inv, n), run_true_tool(inv, n), ansible_tool(lab, inv, work, n)]
-        samples = cold_runs(tools, targets, args.runs)
+        cold_dir, held_dir = fo.conn_folder(), fo.conn_folder()
+        try:
+            tools = [status_tool(inv, n, cold_dir, False), run_true_tool(inv, n, cold_dir, False),
+                     ansible_tool(lab, inv, work, n), status_tool(inv, n, held_dir, True),
+                     run_true_tool(inv, n, held_dir, True)]
+            samples = cold_runs(tools, targets, args.runs)
+        finally:
+            fo.remove_conn_folder(cold_dir)
+            fo.remove_conn_folder(held_dir)
         doc = breakdown(inv)
         fo.log("warm rounds in-process")
         warm = warm_rounds(inv, args.runs)
