@@ -72,13 +72,37 @@ class HolderClient:
                     print(f"warning: {w}", file=sys.stderr)
 
 
+class _Link:
+    """One Unix connection to the holder, carrying one host's session."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock, self.reader = sock, wire.FrameReader(sock)
+
+    def next(self) -> tuple[bytes, bytes]:
+        item = self.reader.read()
+        if item is None:
+            raise EOFError("the holder closed the session")
+        return item
+
+    def cut(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes a thread reading from it
+        except OSError:
+            pass
+        self.sock.close()
+
+
 class HeldSession(Cuttable):
-    """Like HostSession, but the SSH connection is the holder's: it outlives this command."""
+    """Like HostSession, but the SSH connection is the holder's: it outlives this command.
+
+    Commands run one per link to the holder; two at once on one host (the same host listed
+    twice) take two links, as a direct connection would open two channels.
+    """
 
     def __init__(self, client: HolderClient, host: Host, spec: dict):
         self.client, self.host, self.spec = client, host, spec
-        self._sock: socket.socket | None = None
-        self._reader: wire.FrameReader | None = None
+        self._idle: list[_Link] = []
+        self._busy: set[_Link] = set()
         self._user = host.user or client.inv.ssh.user or ""
         self._cut = False
         self._lock = threading.Lock()
@@ -93,64 +117,82 @@ class HeldSession(Cuttable):
     @property
     def connected(self) -> bool:
         """True once this command's session with the holder is open."""
-        return self._sock is not None
+        return bool(self._idle or self._busy)
 
     def ensure_open(self) -> None:
         """Have the holder open (or reuse) the connection; Unreachable if it cannot."""
         self._refuse_if_cut()
         with self._lock:
-            if self._sock is not None:
+            if self._idle or self._busy:
                 return
-            sock = connect_or_start(self.client.path)
-            reader = wire.FrameReader(sock)
-            try:
-                sock.sendall(wire.json_frame(wire.HELLO, {"spec": self.spec,
-                                                          "persist": self.client.persist}))
-                kind, payload = self._expect(reader)
-            except BaseException:
-                sock.close()
-                raise
-            reply = wire.loads(payload)
-            if kind == wire.FAIL:
-                sock.close()
-                raise Unreachable(reply["message"])
-            self.client.warn(reply.get("warnings") or [])
-            self._user, self.fresh = reply["user"], reply["fresh"]
-            self._sock, self._reader = sock, reader
+            self._idle.append(self._hello())
+
+    def _hello(self) -> _Link:
+        """A new link, its session with the holder begun (the holder opens the connection if
+        it holds none)."""
+        link = _Link(connect_or_start(self.client.path))
+        try:
+            link.sock.sendall(wire.json_frame(wire.HELLO, {"spec": self.spec,
+                                                           "persist": self.client.persist}))
+            kind, payload = link.next()
+        except BaseException:
+            link.cut()
+            raise
+        reply = wire.loads(payload)
+        if kind == wire.FAIL:
+            link.cut()
+            raise Unreachable(reply["message"])
+        self.client.warn(reply.get("warnings") or [])
+        self._user, self.fresh = reply["user"], reply["fresh"]
+        return link
+
+    def _take(self) -> _Link:
+        self._refuse_if_cut()
+        with self._lock:
+            link = self._idle.pop() if self._idle else None
+            if link is None:
+                link = self._hello()
+            self._busy.add(link)
+            return link
+
+    def _give_back(self, link: _Link, healthy: bool) -> None:
+        with self._lock:
+            self._busy.discard(link)
+            if healthy and not self._cut:
+                self._idle.append(link)
+                return
+        link.cut()
 
     def run(self, command: str, *, timeout: float | None = None,
             on_line: LineCallback | None = None, check: bool = False,
             stdin: bytes | None = None) -> CommandOutput:
         """Run a shell command on the host; CommandFailed if `check` and it did not succeed."""
-        self.ensure_open()
-        assert self._sock is not None and self._reader is not None
+        link = self._take()
         text = wrap(command, self.host.become)
         request = {"command": text, "timeout": timeout, "stdin": stdin is not None,
                    "channel_timeout": self.client.opts.connect_timeout}
         out, err = bytearray(), bytearray()
         lines = LineSplitter(on_line) if on_line else None
         try:
-            self._sock.sendall(wire.json_frame(wire.EXEC, request)
-                               + (wire.frame(wire.STDIN, stdin) if stdin is not None else b""))
-            while True:
-                kind, payload = self._expect(self._reader)
-                if kind in (wire.OUT, wire.ERR):
-                    (out if kind == wire.OUT else err).extend(payload)
-                    if lines:
-                        lines.feed("stdout" if kind == wire.OUT else "stderr", payload)
-                    continue
-                break
+            link.sock.sendall(wire.json_frame(wire.EXEC, request)
+                              + (wire.frame(wire.STDIN, stdin) if stdin is not None else b""))
+            while (item := link.next())[0] in (wire.OUT, wire.ERR):
+                kind, payload = item
+                (out if kind == wire.OUT else err).extend(payload)
+                if lines:
+                    lines.feed("stdout" if kind == wire.OUT else "stderr", payload)
         except (OSError, EOFError, wire.HeldError) as e:
-            self._drop()
+            self._give_back(link, healthy=False)
             if self._cut:
                 raise Unreachable("interrupted") from None
             raise wire.HeldError(f"the connection holder went away during the command ({e}); "
                                  f"its log: {self.client.folder / 'held.log'}") from None
+        kind, payload = item
+        reply = wire.loads(payload)
+        self._give_back(link, healthy=kind == wire.DONE)
         if lines:
             lines.flush()
-        reply = wire.loads(payload)
         if kind == wire.FAIL:
-            self._drop()
             if self._cut:
                 raise Unreachable("interrupted")
             raise (StoppedAnswering if reply["kind"] == "stopped" else Unreachable)(
@@ -163,29 +205,15 @@ class HeldSession(Cuttable):
             raise CommandFailed(result)
         return result
 
-    def _expect(self, reader: wire.FrameReader | None) -> tuple[bytes, bytes]:
-        assert reader is not None
-        item = reader.read()
-        if item is None:
-            raise EOFError("the holder closed the session")
-        return item
-
-    def _drop(self) -> None:
-        sock, self._sock, self._reader = self._sock, None, None
-        if sock is not None:
-            sock.close()
-
     def close(self) -> None:
-        """End this command's session (the holder keeps the connection); a command running
-        on it is cut off, as closing a direct connection would."""
+        """End this command's sessions (the holder keeps the connection); a command running
+        on one is cut off, as closing a direct connection would."""
         self._cut = True
-        sock = self._sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread reading from it
-            except OSError:
-                pass
-            sock.close()
+        with self._lock:
+            links = [*self._idle, *self._busy]
+            self._idle = []
+        for link in links:
+            link.cut()
 
 
 # -- reaching the holder ----------------------------------------------------------------------
