@@ -412,3 +412,33 @@ def test_describe_and_size():
         "alice at 2026-11-27T03:00:00Z (failover, new primary db-2)")
     assert [size(x) for x in (0, 1023, 1536, 5 * MiB, None)] == [
         "0 B", "1023 B", "1.5 KiB", "5.0 MiB", "unknown"]
+
+
+# -- lag across a WAL segment switch (archive_timeout on an idle primary) -----------------------
+
+def _after_switch(primary_lsn: int, sent: int, have: int = 0x5000E88) -> Topology:
+    return topo(primary(lsn=primary_lsn, standbys=[Standby("db-2", A2, "streaming", "quorum",
+                                                           sent, have, have, None)],
+                        sync_names='ANY 1 ("db-2")'), replica(lsn=have))
+
+
+def test_the_tail_of_a_switched_segment_is_not_lag():
+    """Found on the lab: the idle primary at 0/6000000 after archive_timeout switched, the
+    replica at the switch record's end, sent everything: 16 MiB "behind" for ever."""
+    t = _after_switch(0x6000000, sent=0x5000E88)
+    lag = t.lag(t.node("db-2"))
+    assert (lag.bytes, lag.basis) == (0, "db-1's current WAL position (past a segment "
+                                             "switch, nothing left to send)")
+    plan = plan_switchover(t, Options(target="db-2"))
+    assert not plan.refused and plan.steps
+
+
+@pytest.mark.parametrize(("primary_lsn", "sent", "lacks"), [
+    (0x6000000, 0x5FFF000, 0x6000000 - 0x5000E88),  # WAL sent the replica does not have
+    (0x6000100, 0x5000E88, 0x6000100 - 0x5000E88),  # not at a segment boundary: real WAL
+    (0x7000000, 0x5000E88, 0x7000000 - 0x5000E88),  # more than the one segment's tail
+])
+def test_real_lag_near_a_segment_boundary_is_still_lag(primary_lsn, sent, lacks):
+    t = _after_switch(primary_lsn, sent)
+    assert t.lag(t.node("db-2")).bytes == lacks
+    assert plan_switchover(t, Options(target="db-2")).refused

@@ -11,6 +11,9 @@ from .values import lsn_text
 PRIMARY_STATES = ("in production", "shut down", "in crash recovery", "shutting down")
 
 
+#: PostgreSQL's default bytes per WAL segment (initdb --wal-segsize).
+DEFAULT_SEGMENT_SIZE = 16 * 1024 * 1024
+
 @dataclass(frozen=True)
 class Marker:
     """A FENCED or DEGRADED file on a db host: who, when, why (JSON on one line)."""
@@ -80,7 +83,7 @@ class Control:
     checkpoint_lsn: int | None
     timeline: int | None
     min_recovery_lsn: int | None = None
-    segment_size: int = 16 * 1024 * 1024  # bytes per WAL segment (initdb --wal-segsize)
+    segment_size: int = DEFAULT_SEGMENT_SIZE  # bytes per WAL segment (initdb --wal-segsize)
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,22 @@ class Topology:
         n = self.node_at(e.host, e.port)
         return n.name if n else e.host
 
+    @staticmethod
+    def _only_switch_padding(p: DbNode, node: DbNode, have: int) -> bool:
+        """True when all `node` lacks is the rest of a segment a WAL switch closed: an idle
+        primary after archive_timeout (or pg_switch_wal) reports the start of the next
+        segment, while its replica, sent everything, stays at the end of the switch record
+        (found on the lab: "lags 16.0 MiB" for ever, every switchover refused). Told apart
+        from real lag by the primary's walsender: it has sent nothing past what the replica
+        has, and it is streaming."""
+        size = p.control.segment_size if p.control else DEFAULT_SEGMENT_SIZE
+        current = p.current_lsn or 0
+        if current % size or not current - size <= have < current:
+            return False
+        s = next((s for s in p.standbys if s.name == node.name), None)
+        return s is not None and s.state == "streaming" and s.sent_lsn is not None \
+            and s.sent_lsn <= have
+
     def lag(self, node: DbNode) -> Lag:
         """How much WAL `node` lacks: against the running primary, else against the end of
         the WAL of a stopped primary on its timeline (measured), else unknown."""
@@ -293,6 +312,9 @@ class Topology:
                 seconds = node.replay_age
             if p.current_lsn is None or have is None:
                 return Lag(None, seconds, f"{p.name} (primary)")
+            if self._only_switch_padding(p, node, have):
+                return Lag(0, seconds, f"{p.name}'s current WAL position (past a segment "
+                                       "switch, nothing left to send)")
             return Lag(max(0, p.current_lsn - have), seconds, f"{p.name}'s current WAL position")
         ends = [n for n in self.nodes if n is not node and n.wal_end is not None
                 and n.known_timeline == node.known_timeline]
